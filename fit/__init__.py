@@ -1,0 +1,1 @@
+"""Calibration against published numbers (data in fit/data/, with citations)."""

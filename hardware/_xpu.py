@@ -1,0 +1,198 @@
+"""GPU / CPU ("xPU") target: a roofline per op over compute and a memory hierarchy.
+
+Model, per op row and instance (all SI; see docs/models.md for the derivation):
+
+    peak      = peak FLOP/s of the narrowest datapath with bits >= compute_bits
+                (matmul rows; element-wise rows use the fp32 vector datapath)
+    tiles     = ceil(m / tile_m) * ceil(n / tile_n)            (output tiles)
+    waves     = tiles / units;   wave_eff = waves / ceil(waves)  (wave quantization)
+    pad_eff   = m / (MMA_M * ceil(m / MMA_M))                   (tensor-core row padding)
+    k_eff     = k / (k + k_half)                                (pipeline fill per tile)
+    t_compute = flops / (peak * eta_compute * wave_eff * pad_eff * k_eff)
+    t_dram    = dram_bytes / (B_dram * eta_dram) + t_dram_latency
+    t_l2      = l2_bytes / (B_l2 * eta_l2),
+                l2_bytes = act_in * ceil(n / tile_n) + weights * ceil(m / tile_m) + act_out + kv
+    t_offload = f_over * (weights + kv_read) / (B_off * eta_off),
+                f_over = relu(W + KV - C_dram) / (W + KV)       (share that does not fit)
+    t_link    = comm_bytes / (B_link * eta_link)
+    t         = smooth_max(t_compute, t_dram, t_l2, t_offload, t_link)
+                + launches * t_launch + [comm] * t_link_latency
+    E         = flops * e_flop * (compute_bits / 16) + 8 * sum_level bytes_level * e_level
+                + P_static * latency
+
+``smooth_max`` / ``ceil`` / ``relu`` are exact with ``hard=True``.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from perfmodel._errors import ModelInputError
+from perfmodel._ops import Ops
+from perfmodel._report import Report, roofline_report
+from perfmodel._smooth import smooth_ceil, smooth_relu, smooth_step
+from perfmodel._target import (AbstractTarget, check_fraction, check_positive_leaves,
+                               format_bytes, is_traced)
+
+#: Datapaths a device may have, and their operand bits, narrowest first (the order in
+#: which `compute_bits` picks one; int8 before fp8 at equal width).
+DATATYPE_BITS = {"int4": 4.0, "int8": 8.0, "fp8": 8.0, "fp16": 16.0, "fp32": 32.0}
+#: Rows of these kinds run on matrix units (tensor cores / SIMD dot products).
+MATMUL_KINDS = frozenset({
+    "qkv_proj", "attn_score", "attn_value", "attn_fused", "out_proj", "ffn_up", "ffn_down",
+    "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc"})
+#: Tensor-core MMA row granularity (PTX ``mma.m16n8k16``): a GEMM with m < 16 pads rows.
+MMA_M = 16.0
+#: Width (in bits) of the smooth step that decides if a datapath can hold compute_bits.
+_BITS_STEP_WIDTH = 0.25
+#: Exponent of per-FLOP energy in operand bits (assumed linear: operand delivery
+#: dominates datapath energy in GPUs; Horowitz 45 nm multipliers alone scale ~bits^2).
+ENERGY_BITS_EXPONENT = 1.0
+
+
+class MemoryLevel(eqx.Module):
+    """One level of the memory hierarchy (SI units)."""
+
+    bandwidth: Float[Array, ""]        # peak bytes/s
+    capacity: Float[Array, ""]         # bytes
+    energy_per_bit: Float[Array, ""]   # J/bit
+    efficiency: Float[Array, ""]       # achievable / peak bandwidth, (0, 1]
+
+
+class XPU(AbstractTarget):
+    """A GPU or CPU: datatype-dependent peaks, a DRAM + L2 hierarchy, an optional offload
+    tier (host DRAM or flash) and an interconnect for collectives.
+
+    Build one with `perfmodel.hardware.preset(name)` or `perfmodel.hardware.load(path)`.
+    Every float leaf may be scaled by [0.5, 2] and remains a valid design.
+    """
+
+    peak_flops: Float[Array, " dtypes"]      # FLOP/s per datatype in `datatypes`
+    units: Float[Array, ""]                  # SMs or cores
+    tile_m: Float[Array, ""]
+    tile_n: Float[Array, ""]
+    energy_per_flop: Float[Array, ""]        # J/FLOP at 16-bit operands
+    dram: MemoryLevel
+    l2: MemoryLevel
+    offload: MemoryLevel | None
+    link_bandwidth: Float[Array, ""]         # B/s per direction, per device
+    link_efficiency: Float[Array, ""]
+    link_latency: Float[Array, ""]           # s per collective
+    link_energy_per_bit: Float[Array, ""]
+    static_power: Float[Array, ""]           # W
+    tdp: Float[Array, ""]                    # W (reported; for power constraints)
+    compute_efficiency: Float[Array, ""]
+    k_half: Float[Array, ""]                 # inner-dimension length of half efficiency
+    launch_overhead: Float[Array, ""]        # s per kernel launch
+    dram_latency: Float[Array, ""]           # s, fixed ramp of a memory-bound kernel
+    datatypes: tuple[str, ...] = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    bibtex: str = eqx.field(static=True)
+    title: str = eqx.field(static=True, default="")
+    offload_kind: str = eqx.field(static=True, default="")
+
+    # ------------------------------------------------------------------ validation
+    def check(self, ops: Ops | None = None) -> None:
+        check_positive_leaves(self, self.name)
+        for f in ("compute_efficiency", "link_efficiency"):
+            check_fraction(getattr(self, f), f"{self.name}.{f}")
+        for lvl in ("dram", "l2", "offload"):
+            level = getattr(self, lvl)
+            if level is not None:
+                check_fraction(level.efficiency, f"{self.name}.{lvl}.efficiency")
+        if "fp32" not in self.datatypes:
+            raise ModelInputError(f"{self.name}.peak must include fp32 (the vector datapath).")
+        if ops is None:
+            return
+        widest = max(DATATYPE_BITS[d] for d in self.datatypes)
+        bits = np.asarray(ops.compute_bits)
+        if np.any(bits > widest):
+            raise ModelInputError(
+                f"compute bit-width {bits.max():g} exceeds the widest datapath of "
+                f"{self.name} ({widest:g} bits); bit-widths must be in [1, {widest:g}].")
+        if self.offload is None and not is_traced(ops.weight_footprint):
+            need = float(ops.weight_footprint + ops.kv_footprint)
+            have = float(self.dram.capacity)
+            if need > have:
+                raise ModelInputError(
+                    f"the workload needs {format_bytes(need)} of weights + KV cache but "
+                    f"{self.name}.dram.capacity is {format_bytes(have)} and no offload tier "
+                    f"is configured; reduce batch/context/bits or add an [offload] tier.")
+
+    # ------------------------------------------------------------------ the model
+    def datatype_weights(self, compute_bits, *, hard: bool):
+        """[rows, dtypes] one-hot (soft when smooth) of the narrowest datapath that holds
+        ``compute_bits``. Depends on the ops only, so vmap over designs computes it once."""
+        order = sorted(range(len(self.datatypes)),
+                       key=lambda i: DATATYPE_BITS[self.datatypes[i]])
+        bits = jnp.asarray([DATATYPE_BITS[self.datatypes[i]] for i in order])
+        eligible = smooth_step(bits[None, :] - compute_bits[:, None] + 0.5, _BITS_STEP_WIDTH,
+                               hard=hard)
+        # weight of d = eligible_d * prod_{narrower d'} (1 - eligible_d')
+        not_before = jnp.cumprod(1.0 - eligible, axis=1)
+        first = eligible * jnp.concatenate(
+            [jnp.ones_like(not_before[:, :1]), not_before[:, :-1]], axis=1)
+        inverse = np.argsort(order)
+        return first[:, inverse]
+
+    def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
+        if mapping is not None:
+            raise ModelInputError("the xpu target has no mapping choices; pass mapping=None.")
+        is_mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
+        fp32 = self.peak_flops[self.datatypes.index("fp32")]
+        w = self.datatype_weights(ops.compute_bits, hard=hard)
+        peak = jnp.where(is_mm, w @ self.peak_flops, fp32)
+
+        tiles_m = smooth_ceil(ops.m / self.tile_m, hard=hard)
+        tiles_n = smooth_ceil(ops.n / self.tile_n, hard=hard)
+        waves = tiles_m * tiles_n / self.units
+        wave_eff = waves / smooth_ceil(waves, hard=hard)
+        pad_eff = ops.m / (MMA_M * smooth_ceil(ops.m / MMA_M, hard=hard))
+        k_eff = ops.k / (ops.k + self.k_half)
+        mm_eff = jnp.where(is_mm, wave_eff * pad_eff * k_eff, 1.0)
+        t_compute = ops.flops / (peak * self.compute_efficiency * mm_eff)
+
+        dram_bytes = ops.dram_bytes
+        t_dram = dram_bytes / (self.dram.bandwidth * self.dram.efficiency) + self.dram_latency
+
+        l2_bytes = jnp.where(
+            is_mm,
+            ops.act_in_bytes * tiles_n + ops.weight_bytes * tiles_m + ops.act_out_bytes
+            + ops.kv_read_bytes + ops.kv_write_bytes,
+            dram_bytes)
+        t_l2 = l2_bytes / (self.l2.bandwidth * self.l2.efficiency)
+
+        footprint = ops.weight_footprint + ops.kv_footprint
+        if self.offload is not None:
+            over = smooth_relu(footprint - self.dram.capacity, self.dram.capacity, hard=hard)
+            frac = over / footprint
+            off_bytes = frac * (ops.weight_bytes + ops.kv_read_bytes)
+            t_off = off_bytes / (self.offload.bandwidth * self.offload.efficiency)
+            e_off = off_bytes * 8.0 * self.offload.energy_per_bit
+        else:
+            t_off = jnp.zeros_like(t_dram)
+            e_off = jnp.zeros_like(t_dram)
+
+        t_link = ops.comm_bytes / (self.link_bandwidth * self.link_efficiency)
+        is_comm = np.array([k == "allreduce" for k in ops.kinds])
+        overhead = ops.launches * self.launch_overhead + jnp.where(is_comm, self.link_latency, 0.0)
+
+        time_terms = jnp.stack([t_compute, t_dram, t_l2, t_off, t_link], axis=1)
+
+        e_flop = self.energy_per_flop * (ops.compute_bits / 16.0) ** ENERGY_BITS_EXPONENT
+        energy_terms = ops.count[:, None] * jnp.stack([
+            ops.flops * e_flop,
+            dram_bytes * 8.0 * self.dram.energy_per_bit,
+            l2_bytes * 8.0 * self.l2.energy_per_bit,
+            e_off,
+            ops.comm_bytes * 8.0 * self.link_energy_per_bit,
+        ], axis=1)
+        return roofline_report(
+            ops, time_terms=time_terms,
+            components=("compute", "dram", "l2", "offload", "interconnect"),
+            overhead=overhead, energy_terms=energy_terms,
+            energy_components=("compute", "dram", "l2", "offload", "interconnect"),
+            static_power=self.static_power, hard=hard, target=self.name)

@@ -1,0 +1,1 @@
+"""Gradient-based co-optimization of hardware, mapping and workload parameters."""

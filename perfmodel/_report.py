@@ -1,0 +1,157 @@
+"""`Report`: what `evaluate` returns, and the roofline combination that builds it."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from perfmodel._ops import Ops
+from perfmodel._smooth import smooth_maximum
+
+#: Name of the per-op fixed cost (launch/sync) in `Report.components` order.
+OVERHEAD = "overhead"
+
+
+class Report(eqx.Module):
+    """Result of `perfmodel.evaluate`: a pytree, so it passes through jit/vmap/grad.
+
+    Main fields (SI units):
+
+    - ``latency`` (s) and ``energy`` (J) of one evaluation of the ops (one decode step,
+      one prefill, or one whole request);
+    - ``tokens``: tokens produced, so ``tokens_per_s = tokens / latency``;
+    - ``op_time`` (s), ``op_energy`` (J): per row, with its ``count`` included;
+    - ``time_terms`` (s): per row and per instance, the time each component alone would
+      take (``components`` names the columns: compute, memory levels, interconnect,
+      overhead); the op's time is their smooth max plus the overhead;
+    - ``energy_terms`` (J): per row (count included), by ``energy_components``;
+    - ``static_energy`` (J): static power x latency;
+    - ``bound``: per row, index into ``components`` of the largest time term;
+    - ``area`` (m^2) where the target has an area model, else None.
+    """
+
+    latency: Float[Array, ""]
+    energy: Float[Array, ""]
+    tokens: Float[Array, ""]
+    op_time: Float[Array, " rows"]
+    op_energy: Float[Array, " rows"]
+    time_terms: Float[Array, "rows comp"]
+    energy_terms: Float[Array, "rows ecomp"]
+    static_energy: Float[Array, ""]
+    bound: Int[Array, " rows"]
+    area: Float[Array, ""] | None
+    names: tuple[str, ...] = eqx.field(static=True)
+    kinds: tuple[str, ...] = eqx.field(static=True)
+    components: tuple[str, ...] = eqx.field(static=True)
+    energy_components: tuple[str, ...] = eqx.field(static=True)
+    target: str = eqx.field(static=True, default="")
+
+    @property
+    def tokens_per_s(self):
+        return self.tokens / self.latency
+
+    @property
+    def energy_per_token(self):
+        """Joules per token."""
+        return self.energy / self.tokens
+
+    @property
+    def edp(self):
+        """Energy-delay product, J s."""
+        return self.energy * self.latency
+
+    @property
+    def power(self):
+        """Average power over the evaluation, W."""
+        return self.energy / self.latency
+
+    def bound_names(self) -> list[str]:
+        """The bounding component of each row, by name (not traceable)."""
+        return [self.components[int(i)] for i in np.asarray(self.bound)]
+
+    def breakdown(self) -> list[dict]:
+        """Per-row summary as Python floats, for tables and JSON (not traceable)."""
+        tt = np.asarray(self.time_terms)
+        rows = []
+        for i, name in enumerate(self.names):
+            rows.append({
+                "name": name,
+                "kind": self.kinds[i],
+                "time_s": float(self.op_time[i]),
+                "energy_j": float(self.op_energy[i]),
+                "bound": self.components[int(self.bound[i])],
+                "time_terms_s": {c: float(tt[i, j]) for j, c in enumerate(self.components)},
+            })
+        return rows
+
+    def energy_breakdown(self) -> dict[str, float]:
+        """Total energy by component (J), static included (not traceable)."""
+        out = {c: float(jnp.sum(self.energy_terms[:, j]))
+               for j, c in enumerate(self.energy_components)}
+        out["static"] = float(self.static_energy)
+        return out
+
+    def to_dict(self) -> dict:
+        """Headline numbers and breakdowns as plain Python (the CLI's JSON)."""
+        bounds = self.bound_names()
+        time_by_bound: dict[str, float] = {}
+        for b, t in zip(bounds, np.asarray(self.op_time)):
+            time_by_bound[b] = time_by_bound.get(b, 0.0) + float(t)
+        overall = max(time_by_bound, key=time_by_bound.get)
+        d = {
+            "target": self.target,
+            "latency_s": float(self.latency),
+            "energy_j": float(self.energy),
+            "tokens": float(self.tokens),
+            "tokens_per_s": float(self.tokens_per_s),
+            "energy_per_token_j": float(self.energy_per_token),
+            "edp_js": float(self.edp),
+            "power_w": float(self.power),
+            "bound": overall,
+            "energy_breakdown_j": self.energy_breakdown(),
+            "breakdown": self.breakdown(),
+        }
+        if self.area is not None:
+            d["area_mm2"] = float(self.area) * 1e6
+        return d
+
+
+def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
+                    energy_components, static_power, hard: bool, area=None,
+                    target: str = "") -> Report:
+    """Combine per-row component times into a `Report` (shared by all roofline targets).
+
+    Per row and instance: ``t = smooth_max_c(time_terms[:, c]) + overhead`` (the
+    components overlap, the overhead does not). Total: ``latency = sum(count * t)``,
+    ``energy = sum(energy_terms) + static_power * latency``.
+
+    Main arguments:
+        time_terms: [rows, C] per-instance seconds for each overlapping component.
+        components: names of those C components.
+        overhead: [rows] per-instance seconds that do not overlap (launch, sync).
+        energy_terms: [rows, E] joules per row with ``count`` already applied.
+    """
+    t_op = smooth_maximum(time_terms, axis=1, hard=hard) + overhead
+    op_time = ops.count * t_op
+    latency = jnp.sum(op_time)
+    static_energy = static_power * latency
+    all_terms = jnp.concatenate([time_terms, overhead[:, None]], axis=1)
+    return Report(
+        latency=latency,
+        energy=jnp.sum(energy_terms) + static_energy,
+        tokens=ops.tokens,
+        op_time=op_time,
+        op_energy=jnp.sum(energy_terms, axis=1) + static_power * op_time,
+        time_terms=all_terms,
+        energy_terms=energy_terms,
+        static_energy=static_energy,
+        bound=jnp.argmax(all_terms, axis=1),
+        area=area,
+        names=ops.names,
+        kinds=ops.kinds,
+        components=tuple(components) + (OVERHEAD,),
+        energy_components=tuple(energy_components),
+        target=target,
+    )

@@ -1,0 +1,83 @@
+"""`AbstractTarget`: what every hardware family provides."""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from perfmodel._errors import ModelInputError
+from perfmodel._ops import Ops
+
+
+class AbstractTarget(eqx.Module):
+    """A hardware design: float leaves are its continuous parameters (SI units), static
+    fields its structure. Concrete families (`perfmodel.hardware.XPU`, ...) are final.
+
+    A family implements `evaluate` (pure, jit/vmap/grad-safe) and `check` (eager
+    validation with clear errors; only called on concrete values).
+    """
+
+    name: eqx.AbstractVar[str]
+    bibtex: eqx.AbstractVar[str]
+
+    @abc.abstractmethod
+    def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False):
+        """Return a `perfmodel.Report` for ``ops`` on this design."""
+
+    def check(self, ops: Ops | None = None) -> None:
+        """Raise `ModelInputError` for invalid parameters or an ops table that cannot run
+        here (e.g. it does not fit and no offload tier exists). Default: every float leaf
+        must be finite and positive."""
+        check_positive_leaves(self, type(self).__name__)
+
+
+def _leaf_paths(tree):
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    for path, leaf in flat:
+        yield jax.tree_util.keystr(path).lstrip("."), leaf
+
+
+def check_positive_leaves(tree, label: str, *, allow_zero: tuple[str, ...] = ()) -> None:
+    """Every float leaf of ``tree`` finite and > 0 (or >= 0 for names in ``allow_zero``)."""
+    for path, leaf in _leaf_paths(tree):
+        if is_traced(leaf):
+            continue
+        arr = np.asarray(leaf)
+        if not np.issubdtype(arr.dtype, np.floating):
+            continue
+        lo_ok = arr >= 0 if path.split(".")[-1] in allow_zero else arr > 0
+        if not np.all(np.isfinite(arr)) or not np.all(lo_ok):
+            bad = arr[~(np.isfinite(arr) & lo_ok)].ravel()[0]
+            bound = ">= 0" if path.split(".")[-1] in allow_zero else "> 0"
+            raise ModelInputError(
+                f"{label}.{path} = {bad!r} is invalid; it must be finite and {bound}.")
+
+
+def check_fraction(value, field: str) -> None:
+    """A dimensionless efficiency in (0, 1]."""
+    if is_traced(value):
+        return
+    arr = np.asarray(value)
+    if not np.all((arr > 0) & (arr <= 1)):
+        raise ModelInputError(f"{field} = {arr.ravel()[0]!r} is invalid; it must be in (0, 1].")
+
+
+def is_traced(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def any_traced(tree) -> bool:
+    return any(is_traced(leaf) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def format_bytes(b: float) -> str:
+    if not math.isfinite(b):
+        return str(b)
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(b) >= f:
+            return f"{b / f:.3g} {unit}"
+    return f"{b:.3g} B"

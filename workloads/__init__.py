@@ -1,0 +1,13 @@
+"""Workload builders (LLMs from HF-style configs, CNNs) and presets.
+
+``wl = perfmodel.workloads.preset("llama-2-7b")`` then ``wl.decode(...)``,
+``wl.prefill(...)`` or ``wl.request(...)`` give a `perfmodel.Ops` table.
+"""
+
+from perfmodel.workloads._cnn import CNN, CNN_PRESETS, ConvLayer
+from perfmodel.workloads._llm import (ATTENTION_IMPLS, EMBED_BITS, LLM, from_hf_config,
+                                      load_config)
+from perfmodel.workloads._registry import list_presets, load, preset
+
+__all__ = ["LLM", "CNN", "ConvLayer", "preset", "list_presets", "load", "load_config",
+           "from_hf_config", "ATTENTION_IMPLS", "EMBED_BITS", "CNN_PRESETS"]

@@ -1,0 +1,431 @@
+"""Decoder-only LLMs from Hugging Face-style configs, as `Ops` tables.
+
+Structure (integers, static) comes from the config; the phase knobs (batch, prompt,
+context, generated tokens, bit-widths) are real numbers, so every builder is
+differentiable in them. Per layer the rows are:
+
+==============  ======================  =====================================================
+row             GEMM shape [m,k]x[k,n]  traffic per instance
+==============  ======================  =====================================================
+qkv_proj        [T, d] x [d, (h+2g)dh]  weights; x in; q out; K,V written to the cache
+attn_score      [r q, dh] x [dh, L]     K cache read; scores written (standard attention)
+attn_softmax    element-wise, B h q L   scores read + written
+attn_value      [r q, L] x [L, dh]      V cache read; scores read; context out
+attn_fused      score+softmax+value     K,V read once per query block; no score traffic
+out_proj        [T, h dh] x [h dh, d]   weights
+ffn_up          [T, d] x [d, f (x2)]    weights (gate and up fused when gated)
+ffn_act         element-wise            (SiLU(gate) * up, or GELU)
+ffn_down        [T, f] x [f, d]         weights
+moe_*           as ffn, per expert      weights of the expected distinct experts touched
+norm            element-wise, 2/layer
+lm_head         [B, d] x [d, V]         (last token only in prefill)
+==============  ======================  =====================================================
+
+with T tokens in the step (B decode, B P prefill), h query heads, g KV heads, r = h/g,
+dh head dim, L attended length (context + 1 in decode). Batched attention GEMMs fold the
+batch into n for tile counting. MoE: a batch of T tokens, each routed to k of E experts,
+touches ``E (1 - (1 - k/E)^T)`` distinct experts in expectation (a smooth function of T).
+A whole request integrates decode over the growing context by Gauss-Legendre quadrature
+(exact for any polynomial of degree <= 7 in the context; attention cost is affine in it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+
+from perfmodel._errors import ModelInputError
+from perfmodel._ops import Ops, concat_ops, make_ops
+
+#: Bits of embeddings and LM head. Assumed: weight-quantization schemes (GPTQ, AWQ,
+#: BitNet b1.58) keep them in 16-bit.
+EMBED_BITS = 16.0
+#: FLOP per element: softmax (max, subtract, exp, sum, divide), a norm (mean, var,
+#: scale, shift), an activation (GELU/SiLU ~ 8 with the gate product). Assumed counts.
+SOFTMAX_FLOPS = 5.0
+NORM_FLOPS = 5.0
+ACT_FLOPS = 8.0
+#: Query rows per FlashAttention block (Dao 2023, FlashAttention-2, block 128); K and V
+#: are re-read once per block of queries.
+FLASH_BLOCK_Q = 128.0
+#: Gauss-Legendre nodes used to integrate decode over the growing context.
+QUADRATURE_NODES = 4
+
+ATTENTION_IMPLS = ("standard", "fused")
+_ATTN_KINDS = ("attn_score", "attn_softmax", "attn_value", "attn_fused")
+
+
+def _positive(name, value, lo=0.0, strict=True):
+    """Validate a concrete knob (tracers pass through)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return  # traced or array-valued: validated by the caller's context
+    if not np.isfinite(v) or (v <= lo if strict else v < lo):
+        rng = f"> {lo:g}" if strict else f">= {lo:g}"
+        raise ModelInputError(f"{name} = {value!r} is invalid; it must be finite and {rng}.")
+
+
+def _bits(name, value, lo=1.0, hi=32.0):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return
+    if not np.isfinite(v) or v < lo or v > hi:
+        raise ModelInputError(f"{name} = {value!r} is invalid; it must be in [{lo:g}, {hi:g}].")
+
+
+@dataclasses.dataclass(frozen=True)
+class LLM:
+    """A decoder-only transformer's structure (static). Build phases with `decode`,
+    `prefill` and `request`; each returns `Ops`."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    gated_ffn: bool = True
+    experts: int = 1
+    experts_per_token: int = 1
+    tie_embeddings: bool = False
+    bias: bool = False
+    positions: int = 0          # learned position embeddings (0 = rotary, none stored)
+    norm: str = "rmsnorm"       # or "layernorm" (weight + bias)
+    sub_norms: bool = False     # BitNet: extra RMSNorms before o_proj and down_proj
+    default_wbits: float = 16.0
+    title: str = ""
+    bibtex: str = ""
+    published: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        for f in ("hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "vocab",
+                  "experts", "experts_per_token"):
+            v = getattr(self, f)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ModelInputError(f"{self.name}: {f} = {v!r} must be a positive integer.")
+        if self.heads % self.kv_heads:
+            raise ModelInputError(
+                f"{self.name}: num_attention_heads ({self.heads}) must be a multiple of "
+                f"num_key_value_heads ({self.kv_heads}); valid kv heads divide {self.heads}.")
+        if self.experts_per_token > self.experts:
+            raise ModelInputError(
+                f"{self.name}: num_experts_per_tok ({self.experts_per_token}) must be in "
+                f"[1, num_local_experts = {self.experts}].")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 1
+
+    @property
+    def ffn_matrices(self) -> int:
+        return 3 if self.gated_ffn else 2
+
+    def _attn_params(self):
+        q = self.hidden * self.heads * self.head_dim
+        kv = 2 * self.hidden * self.kv_heads * self.head_dim
+        o = self.heads * self.head_dim * self.hidden
+        b = (self.heads + 2 * self.kv_heads) * self.head_dim + self.hidden if self.bias else 0
+        return q + kv + o + b
+
+    def _expert_params(self):
+        p = self.ffn_matrices * self.hidden * self.ffn
+        if self.bias:
+            p += (self.ffn_matrices - 1) * self.ffn + self.hidden
+        return p
+
+    def _norm_params(self):
+        return (2 if self.norm == "layernorm" else 1) * self.hidden
+
+    def parameter_count(self, *, active: bool = False) -> int:
+        """Total parameters (or those active per token for MoE)."""
+        e = self.experts_per_token if active else self.experts
+        layer = self._attn_params() + e * self._expert_params() + 2 * self._norm_params()
+        if self.sub_norms:
+            layer += self.hidden + self.ffn
+        if self.is_moe:
+            layer += self.hidden * self.experts  # router
+        embed = self.vocab * self.hidden + self.positions * self.hidden
+        head = 0 if self.tie_embeddings else self.vocab * self.hidden
+        return self.layers * layer + embed + head + self._norm_params()
+
+    def kv_bytes_per_token(self, kvbits: float = 16.0) -> float:
+        """KV-cache bytes per token (all layers)."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * kvbits / 8
+
+    def weight_bytes(self, wbits):
+        """Bytes of all weights: embeddings and LM head at EMBED_BITS, the rest at wbits."""
+        embed = self.vocab * self.hidden + self.positions * self.hidden
+        head = 0 if self.tie_embeddings else self.vocab * self.hidden
+        body = self.parameter_count() - embed - head
+        return body * wbits / 8 + (embed + head) * EMBED_BITS / 8
+
+    # ------------------------------------------------------------------ rows
+    def _layer_rows(self, *, B, q, L, wbits, abits, kvbits, attention, tp, causal_half):
+        """Rows of one layer for B sequences with q new tokens each, attending to L."""
+        d, hd = self.hidden, self.head_dim
+        h, g = self.heads / tp, self.kv_heads / tp
+        r = h / g
+        ab, wb, kb = abits / 8, wbits / 8, kvbits / 8
+        T = B * q
+        mm_bits = jnp.maximum(wbits, abits)
+        at_bits = jnp.maximum(abits, kvbits)
+        rows = []
+
+        def gemm(name, kind, m, n, k, **kw):
+            rows.append(dict(name=name, kind=kind, m=m, n=n, k=k, flops=2 * m * n * k,
+                             compute_bits=kw.pop("bits", mm_bits), **kw))
+
+        def elementwise(name, kind, elements, flops_per, bytes_in, bytes_out, **kw):
+            rows.append(dict(name=name, kind=kind, m=elements, flops=flops_per * elements,
+                             act_in_bytes=bytes_in, act_out_bytes=bytes_out,
+                             compute_bits=abits, **kw))
+
+        qkv_n = (h + 2 * g) * hd
+        gemm("qkv_proj", "qkv_proj", T, qkv_n, d, weight_bytes=qkv_n * d * wb,
+             act_in_bytes=T * d * ab, act_out_bytes=T * h * hd * ab,
+             kv_write_bytes=T * 2 * g * hd * kb)
+        # attended length per query: causal prefill attends to half on average when the
+        # implementation skips masked blocks (fused), all of it when it materializes.
+        kv_bytes = B * g * L * hd * kb
+        if attention == "standard":
+            scores = B * h * q * L
+            gemm("attn_score", "attn_score", r * q, B * g * L, hd, bits=at_bits,
+                 act_in_bytes=T * h * hd * ab, act_out_bytes=scores * ab, kv_read_bytes=kv_bytes)
+            elementwise("attn_softmax", "attn_softmax", scores, SOFTMAX_FLOPS,
+                        scores * ab, scores * ab)
+            gemm("attn_value", "attn_value", r * q, B * g * hd, L, bits=at_bits,
+                 act_in_bytes=scores * ab, act_out_bytes=T * h * hd * ab, kv_read_bytes=kv_bytes)
+        else:
+            frac = 0.5 if causal_half else 1.0
+            blocks = jnp.maximum(r * q / FLASH_BLOCK_Q, 1.0)
+            flops = 4 * B * h * q * L * hd * frac + SOFTMAX_FLOPS * B * h * q * L * frac
+            rows.append(dict(name="attn_fused", kind="attn_fused", m=r * q, n=B * g * L * frac,
+                             k=hd, flops=flops, compute_bits=at_bits,
+                             act_in_bytes=T * h * hd * ab, act_out_bytes=T * h * hd * ab,
+                             kv_read_bytes=2 * kv_bytes * frac * blocks))
+        gemm("out_proj", "out_proj", T, d, h * hd, weight_bytes=h * hd * d * wb,
+             act_in_bytes=T * h * hd * ab, act_out_bytes=T * d * ab)
+        if tp > 1:
+            rows.append(dict(name="allreduce_attn", kind="allreduce", m=T * d,
+                             comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
+        f = self.ffn / tp
+        up_n = f * (2 if self.gated_ffn else 1)
+        if self.is_moe:
+            E, k = self.experts, self.experts_per_token
+            touched = E * (1 - (1 - k / E) ** T)
+            per_expert = T * k / touched
+            gemm("moe_router", "moe_router", T, E, d, weight_bytes=E * d * wb,
+                 act_in_bytes=T * d * ab, act_out_bytes=T * E * ab)
+            gemm("moe_up", "moe_up", per_expert, touched * up_n, d,
+                 weight_bytes=touched * up_n * d * wb, act_in_bytes=T * k * d * ab,
+                 act_out_bytes=T * k * up_n * ab)
+            elementwise("moe_act", "moe_act", T * k * f, ACT_FLOPS,
+                        T * k * up_n * ab, T * k * f * ab)
+            gemm("moe_down", "moe_down", per_expert, touched * d, f,
+                 weight_bytes=touched * f * d * wb, act_in_bytes=T * k * f * ab,
+                 act_out_bytes=T * k * d * ab)
+        else:
+            gemm("ffn_up", "ffn_up", T, up_n, d, weight_bytes=up_n * d * wb,
+                 act_in_bytes=T * d * ab, act_out_bytes=T * up_n * ab)
+            elementwise("ffn_act", "ffn_act", T * f, ACT_FLOPS, T * up_n * ab, T * f * ab)
+            gemm("ffn_down", "ffn_down", T, d, f, weight_bytes=f * d * wb,
+                 act_in_bytes=T * f * ab, act_out_bytes=T * d * ab)
+        if tp > 1:
+            rows.append(dict(name="allreduce_ffn", kind="allreduce", m=T * d,
+                             comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
+        elementwise("norm", "norm", T * d, NORM_FLOPS, T * d * ab, T * d * ab,
+                    count=2.0)
+        for row in rows:
+            row["count"] = row.get("count", 1.0) * self.layers
+        return rows
+
+    def _head_rows(self, *, B, T, abits, tp):
+        d, V = self.hidden, self.vocab / tp
+        eb, ab = EMBED_BITS / 8, abits / 8
+        return [
+            dict(name="embed", kind="embed", m=T * d, act_out_bytes=T * d * ab,
+                 weight_bytes=T * d * eb, compute_bits=abits),
+            dict(name="final_norm", kind="norm", m=B * d, flops=NORM_FLOPS * B * d,
+                 act_in_bytes=B * d * ab, act_out_bytes=B * d * ab, compute_bits=abits),
+            dict(name="lm_head", kind="lm_head", m=B, n=V, k=d, flops=2 * B * V * d,
+                 weight_bytes=V * d * eb, act_in_bytes=B * d * ab, act_out_bytes=B * V * ab,
+                 compute_bits=jnp.maximum(abits, EMBED_BITS)),
+        ]
+
+    def _check(self, attention, tp, **knobs):
+        if attention not in ATTENTION_IMPLS:
+            raise ModelInputError(
+                f"attention = {attention!r} is invalid; valid: {', '.join(ATTENTION_IMPLS)}.")
+        if not isinstance(tp, int) or tp < 1 or self.kv_heads % tp or self.ffn % tp:
+            raise ModelInputError(
+                f"tensor_parallel = {tp!r} is invalid; it must be a positive integer dividing "
+                f"num_key_value_heads ({self.kv_heads}) and intermediate_size ({self.ffn}).")
+        for k, v in knobs.items():
+            if k.endswith("bits"):
+                _bits(k, v)
+            elif k == "context":
+                _positive(k, v, strict=False)
+            else:
+                _positive(k, v)
+
+    def _footprints(self, B, L, wbits, kvbits, tp):
+        return self.weight_bytes(wbits) / tp, B * L * self.kv_bytes_per_token(kvbits) / tp
+
+    @staticmethod
+    def _apply_launches(rows, launches):
+        if launches:
+            for row in rows:
+                if row["kind"] in launches:
+                    row["launches"] = launches[row["kind"]]
+        return rows
+
+    # ------------------------------------------------------------------ phases
+    def decode(self, batch=1.0, context=1024.0, *, wbits=None, abits=16.0, kvbits=16.0,
+               attention: str = "fused", tensor_parallel: int = 1,
+               launches: dict | None = None) -> Ops:
+        """One decode step: ``batch`` sequences, each with ``context`` tokens already in
+        the KV cache, generate one token each (attending to context + 1).
+
+        tokens_per_s of the report = batch / step time.
+
+        Other arguments: ``wbits/abits/kvbits`` bit-widths (weights default to the model's
+        native width, 1.58 for ternary models); ``attention`` "fused" (IO-aware,
+        FlashAttention-style traffic) or "standard" (scores materialized);
+        ``tensor_parallel`` splits heads/FFN over devices and adds all-reduce rows (the
+        Ops are per device); ``launches`` overrides kernel launches per op kind.
+        """
+        wbits = self.default_wbits if wbits is None else wbits
+        self._check(attention, tensor_parallel, batch=batch, context=context, wbits=wbits,
+                    abits=abits, kvbits=kvbits)
+        B, L = jnp.asarray(batch, float), jnp.asarray(context, float) + 1.0
+        rows = self._layer_rows(B=B, q=1.0, L=L, wbits=wbits, abits=abits, kvbits=kvbits,
+                                attention=attention, tp=tensor_parallel, causal_half=False)
+        rows += self._head_rows(B=B, T=B, abits=abits, tp=tensor_parallel)
+        wfp, kfp = self._footprints(B, L, wbits, kvbits, tensor_parallel)
+        return make_ops(self._apply_launches(rows, launches), tokens=B, weight_footprint=wfp,
+                        kv_footprint=kfp, phase="decode", workload=self.name)
+
+    def prefill(self, batch=1.0, prompt=512.0, *, wbits=None, abits=16.0, kvbits=16.0,
+                attention: str = "fused", tensor_parallel: int = 1,
+                launches: dict | None = None) -> Ops:
+        """Prefill of ``batch`` prompts of ``prompt`` tokens (causal attention; the
+        fused implementation skips the masked half). tokens_per_s = batch x prompt / time.
+        Other arguments as in `decode`."""
+        wbits = self.default_wbits if wbits is None else wbits
+        self._check(attention, tensor_parallel, batch=batch, prompt=prompt, wbits=wbits,
+                    abits=abits, kvbits=kvbits)
+        B, P = jnp.asarray(batch, float), jnp.asarray(prompt, float)
+        rows = self._layer_rows(B=B, q=P, L=P, wbits=wbits, abits=abits, kvbits=kvbits,
+                                attention=attention, tp=tensor_parallel, causal_half=True)
+        rows += self._head_rows(B=B, T=B * P, abits=abits, tp=tensor_parallel)
+        wfp, kfp = self._footprints(B, P, wbits, kvbits, tensor_parallel)
+        return make_ops(self._apply_launches(rows, launches), tokens=B * P,
+                        weight_footprint=wfp, kv_footprint=kfp, phase="prefill",
+                        workload=self.name)
+
+    def request(self, batch=1.0, prompt=512.0, generate=128.0, *, wbits=None, abits=16.0,
+                kvbits=16.0, attention: str = "fused", tensor_parallel: int = 1,
+                launches: dict | None = None) -> Ops:
+        """A whole static batch of requests: prefill of ``prompt`` tokens, then
+        ``generate`` decode steps over the growing context. tokens_per_s =
+        batch x generate / total time.
+
+        Context-independent decode rows are one step x ``generate``; attention rows are
+        integrated over context in [prompt, prompt + generate] with Gauss-Legendre
+        quadrature (`QUADRATURE_NODES` nodes, rows weighted by count).
+        """
+        wbits = self.default_wbits if wbits is None else wbits
+        kw = dict(wbits=wbits, abits=abits, kvbits=kvbits, attention=attention,
+                  tensor_parallel=tensor_parallel, launches=launches)
+        _positive("generate", generate)
+        G = jnp.asarray(generate, float)
+        P = jnp.asarray(prompt, float)
+        pre = self.prefill(batch, prompt, **kw)
+        step = self.decode(batch, P, **kw)  # context-independent rows from here
+        is_attn = [k in _ATTN_KINDS for k in step.kinds]
+        flat = step.select([not a for a in is_attn]).scaled(G)
+        nodes, weights = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
+        parts = [pre, flat]
+        for x, w in zip(nodes, weights):
+            ctx = P + 0.5 * G * (x + 1.0)
+            part = self.decode(batch, ctx, **kw).select(is_attn)
+            parts.append(part.scaled(0.5 * w * G))
+        B = jnp.asarray(batch, float)
+        wfp, kfp = self._footprints(B, P + G, wbits, kvbits, tensor_parallel)
+        return concat_ops(parts, tokens=B * G, weight_footprint=wfp, kv_footprint=kfp,
+                          phase="request", workload=self.name)
+
+
+# ---------------------------------------------------------------------- configs
+def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
+    """An `LLM` from a Hugging Face ``config.json`` dict (GPT-2, OPT, Llama, Mistral,
+    Mixtral, Qwen-style and BitNet-style fields)."""
+    mt = cfg.get("model_type", "llama")
+
+    def need(*keys):
+        for k in keys:
+            if k in cfg and cfg[k] is not None:
+                return cfg[k]
+        raise ModelInputError(f"{name}: config is missing {keys[0]!r}.")
+
+    if mt == "gpt2":
+        d = need("n_embd", "hidden_size")
+        heads = need("n_head", "num_attention_heads")
+        kw = dict(hidden=d, layers=need("n_layer", "num_hidden_layers"), heads=heads,
+                  kv_heads=heads, head_dim=d // heads,
+                  ffn=cfg.get("n_inner") or 4 * d, vocab=need("vocab_size"),
+                  gated_ffn=False, tie_embeddings=True, bias=True,
+                  positions=need("n_positions", "max_position_embeddings"), norm="layernorm")
+    elif mt == "opt":
+        d = need("hidden_size")
+        heads = need("num_attention_heads")
+        if cfg.get("word_embed_proj_dim", d) != d:
+            raise ModelInputError(f"{name}: OPT with word_embed_proj_dim != hidden_size "
+                                  "(OPT-350m) is not supported.")
+        kw = dict(hidden=d, layers=need("num_hidden_layers"), heads=heads, kv_heads=heads,
+                  head_dim=d // heads, ffn=need("ffn_dim"), vocab=need("vocab_size"),
+                  gated_ffn=False, tie_embeddings=cfg.get("tie_word_embeddings", True),
+                  bias=cfg.get("enable_bias", True),
+                  positions=need("max_position_embeddings") + 2, norm="layernorm")
+    else:
+        d = need("hidden_size")
+        heads = need("num_attention_heads")
+        kw = dict(hidden=d, layers=need("num_hidden_layers"), heads=heads,
+                  kv_heads=cfg.get("num_key_value_heads") or heads,
+                  head_dim=cfg.get("head_dim") or d // heads, ffn=need("intermediate_size"),
+                  vocab=need("vocab_size"), gated_ffn=True,
+                  tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+                  bias=bool(cfg.get("attention_bias", False)),
+                  experts=cfg.get("num_local_experts") or 1,
+                  experts_per_token=cfg.get("num_experts_per_tok") or 1)
+    if str(cfg.get("quantization", "")).startswith("ternary"):
+        kw["default_wbits"] = 1.58
+    if "BitnetForCausalLM" in cfg.get("architectures", ()):
+        kw["sub_norms"] = True
+    return LLM(name=name, **kw, **meta)
+
+
+def load_config(path, name: str | None = None) -> LLM:
+    """An `LLM` from a local Hugging Face ``config.json`` (or a preset-style JSON with a
+    ``config`` key)."""
+    path = pathlib.Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelInputError(f"config file {str(path)!r} does not exist.") from None
+    except ValueError as e:
+        raise ModelInputError(f"config file {str(path)!r} is malformed: {e}.") from None
+    if "config" in data and isinstance(data["config"], dict):
+        return from_hf_config(data["config"], name or data.get("name", path.stem),
+                              title=data.get("title", ""), bibtex=data.get("bibtex", ""),
+                              published=data.get("published", {}))
+    return from_hf_config(data, name or path.stem)
