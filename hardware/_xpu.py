@@ -4,16 +4,17 @@ Model, per op row and instance (all SI; see docs/models.md for the derivation):
 
     peak      = peak FLOP/s of the narrowest datapath with bits >= compute_bits
                 (matmul rows; element-wise rows use the fp32 vector datapath)
-    tiles     = ceil(m / tile_m) * ceil(n / tile_n)            (output tiles)
+    tiles     = groups * ceil(m / tile_m) * ceil(n / tile_n)   (output tiles)
     waves     = tiles / units;   wave_eff = waves / ceil(waves)  (wave quantization)
     pad_eff   = m / (MMA_M * ceil(m / MMA_M))                   (tensor-core row padding)
     k_eff     = k / (k + k_half)                                (pipeline fill per tile)
     t_compute = flops / (peak * eta_compute * wave_eff * pad_eff * k_eff)
     t_dram    = dram_bytes / (B_dram * eta_dram) + t_dram_latency
     t_l2      = l2_bytes / (B_l2 * eta_l2),
-                l2_bytes = act_in * ceil(n / tile_n) + weights * ceil(m / tile_m) + act_out + kv
+                l2_bytes = act_in * ceil(n / tile_n) + (weights + kv_read) * ceil(m / tile_m)
+                           + act_out + kv_write    (inputs re-read per output tile)
     t_offload = f_over * (weights + kv_read) / (B_off * eta_off),
-                f_over = relu(W + KV - C_dram) / (W + KV)       (share that does not fit)
+                f_over = relu(1 - C_dram / (W + KV))            (share that does not fit)
     t_link    = comm_bytes / (B_link * eta_link)
     t         = smooth_max(t_compute, t_dram, t_l2, t_offload, t_link)
                 + launches * t_launch + [comm] * t_link_latency
@@ -47,7 +48,7 @@ MATMUL_KINDS = frozenset({
 #: Tensor-core MMA row granularity (PTX ``mma.m16n8k16``): a GEMM with m < 16 pads rows.
 MMA_M = 16.0
 #: Width (in bits) of the smooth step that decides if a datapath can hold compute_bits.
-_BITS_STEP_WIDTH = 0.25
+_BITS_STEP_WIDTH = 0.05
 #: Exponent of per-FLOP energy in operand bits (assumed linear: operand delivery
 #: dominates datapath energy in GPUs; Horowitz 45 nm multipliers alone scale ~bits^2).
 ENERGY_BITS_EXPONENT = 1.0
@@ -148,7 +149,7 @@ class XPU(AbstractTarget):
 
         tiles_m = smooth_ceil(ops.m / self.tile_m, hard=hard)
         tiles_n = smooth_ceil(ops.n / self.tile_n, hard=hard)
-        waves = tiles_m * tiles_n / self.units
+        waves = ops.groups * tiles_m * tiles_n / self.units
         wave_eff = waves / smooth_ceil(waves, hard=hard)
         pad_eff = ops.m / (MMA_M * smooth_ceil(ops.m / MMA_M, hard=hard))
         k_eff = ops.k / (ops.k + self.k_half)
@@ -160,15 +161,16 @@ class XPU(AbstractTarget):
 
         l2_bytes = jnp.where(
             is_mm,
-            ops.act_in_bytes * tiles_n + ops.weight_bytes * tiles_m + ops.act_out_bytes
-            + ops.kv_read_bytes + ops.kv_write_bytes,
+            ops.act_in_bytes * tiles_n + (ops.weight_bytes + ops.kv_read_bytes) * tiles_m
+            + ops.act_out_bytes + ops.kv_write_bytes,
             dram_bytes)
         t_l2 = l2_bytes / (self.l2.bandwidth * self.l2.efficiency)
 
         footprint = ops.weight_footprint + ops.kv_footprint
         if self.offload is not None:
-            over = smooth_relu(footprint - self.dram.capacity, self.dram.capacity, hard=hard)
-            frac = over / footprint
+            # +1 B keeps an empty footprint finite; the smooth relu's tail is
+            # sharpness^2 * footprint / (4 C) there, i.e. negligible.
+            frac = smooth_relu(1.0 - self.dram.capacity / (footprint + 1.0), 1.0, hard=hard)
             off_bytes = frac * (ops.weight_bytes + ops.kv_read_bytes)
             t_off = off_bytes / (self.offload.bandwidth * self.offload.efficiency)
             e_off = off_bytes * 8.0 * self.offload.energy_per_bit

@@ -25,7 +25,7 @@ OP_KINDS = (
 )
 
 _FLOAT_FIELDS = (
-    "flops", "m", "n", "k", "count", "weight_bytes", "act_in_bytes", "act_out_bytes",
+    "flops", "m", "n", "k", "groups", "count", "weight_bytes", "act_in_bytes", "act_out_bytes",
     "kv_read_bytes",
     "kv_write_bytes", "comm_bytes", "compute_bits", "launches",
 )
@@ -39,6 +39,8 @@ class Ops(eqx.Module):
     - ``flops``: FLOP of one instance (a multiply-accumulate is 2 FLOP).
     - ``m, n, k``: GEMM shape ``[m, k] x [k, n]`` (tokens x out-features x in-features);
       element-wise ops use ``m = elements, n = k = 1``. Used for efficiency and reuse.
+    - ``groups``: independent GEMMs of that shape in one batched kernel (attention heads x
+      sequences, experts); 1 for a plain GEMM. ``flops`` covers all groups.
     - ``count``: instances per evaluation (layers x repeats, or quadrature weights).
     - ``weight_bytes``: parameter bytes read (at the weight bit-width).
     - ``act_in_bytes``, ``act_out_bytes``: activation bytes read / written (at the
@@ -58,6 +60,7 @@ class Ops(eqx.Module):
     m: Float[Array, " rows"]
     n: Float[Array, " rows"]
     k: Float[Array, " rows"]
+    groups: Float[Array, " rows"]
     count: Float[Array, " rows"]
     weight_bytes: Float[Array, " rows"]
     act_in_bytes: Float[Array, " rows"]
@@ -131,7 +134,7 @@ def make_ops(rows: list[dict], *, tokens, weight_footprint, kv_footprint, phase:
     if not rows:
         raise ValueError("make_ops needs at least one row")
     defaults = {f: 0.0 for f in _FLOAT_FIELDS}
-    defaults.update(count=1.0, launches=1.0, n=1.0, k=1.0, compute_bits=16.0)
+    defaults.update(count=1.0, launches=1.0, n=1.0, k=1.0, groups=1.0, compute_bits=16.0)
     for r in rows:
         unknown = set(r) - set(_FLOAT_FIELDS) - {"name", "kind"}
         if unknown:

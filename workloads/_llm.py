@@ -22,8 +22,8 @@ lm_head         [B, d] x [d, V]         (last token only in prefill)
 ==============  ======================  =====================================================
 
 with T tokens in the step (B decode, B P prefill), h query heads, g KV heads, r = h/g,
-dh head dim, L attended length (context + 1 in decode). Batched attention GEMMs fold the
-batch into n for tile counting. MoE: a batch of T tokens, each routed to k of E experts,
+dh head dim, L attended length (context + 1 in decode). Attention GEMMs are batched over
+``groups = B g`` (sequences x KV heads; the r query heads of a group share K and V). MoE: a batch of T tokens, each routed to k of E experts,
 touches ``E (1 - (1 - k/E)^T)`` distinct experts in expectation (a smooth function of T).
 A whole request integrates decode over the growing context by Gauss-Legendre quadrature
 (exact for any polynomial of degree <= 7 in the context; attention cost is affine in it).
@@ -180,8 +180,9 @@ class LLM:
         at_bits = jnp.maximum(abits, kvbits)
         rows = []
 
-        def gemm(name, kind, m, n, k, **kw):
-            rows.append(dict(name=name, kind=kind, m=m, n=n, k=k, flops=2 * m * n * k,
+        def gemm(name, kind, m, n, k, groups=1.0, **kw):
+            rows.append(dict(name=name, kind=kind, m=m, n=n, k=k, groups=groups,
+                             flops=2 * groups * m * n * k,
                              compute_bits=kw.pop("bits", mm_bits), **kw))
 
         def elementwise(name, kind, elements, flops_per, bytes_in, bytes_out, **kw):
@@ -198,18 +199,18 @@ class LLM:
         kv_bytes = B * g * L * hd * kb
         if attention == "standard":
             scores = B * h * q * L
-            gemm("attn_score", "attn_score", r * q, B * g * L, hd, bits=at_bits,
+            gemm("attn_score", "attn_score", r * q, L, hd, groups=B * g, bits=at_bits,
                  act_in_bytes=T * h * hd * ab, act_out_bytes=scores * ab, kv_read_bytes=kv_bytes)
             elementwise("attn_softmax", "attn_softmax", scores, SOFTMAX_FLOPS,
                         scores * ab, scores * ab)
-            gemm("attn_value", "attn_value", r * q, B * g * hd, L, bits=at_bits,
+            gemm("attn_value", "attn_value", r * q, hd, L, groups=B * g, bits=at_bits,
                  act_in_bytes=scores * ab, act_out_bytes=T * h * hd * ab, kv_read_bytes=kv_bytes)
         else:
             frac = 0.5 if causal_half else 1.0
             blocks = jnp.maximum(r * q / FLASH_BLOCK_Q, 1.0)
             flops = 4 * B * h * q * L * hd * frac + SOFTMAX_FLOPS * B * h * q * L * frac
-            rows.append(dict(name="attn_fused", kind="attn_fused", m=r * q, n=B * g * L * frac,
-                             k=hd, flops=flops, compute_bits=at_bits,
+            rows.append(dict(name="attn_fused", kind="attn_fused", m=r * q, n=L * frac,
+                             k=hd, groups=B * g, flops=flops, compute_bits=at_bits,
                              act_in_bytes=T * h * hd * ab, act_out_bytes=T * h * hd * ab,
                              kv_read_bytes=2 * kv_bytes * frac * blocks))
         gemm("out_proj", "out_proj", T, d, h * hd, weight_bytes=h * hd * d * wb,
@@ -225,12 +226,12 @@ class LLM:
             per_expert = T * k / touched
             gemm("moe_router", "moe_router", T, E, d, weight_bytes=E * d * wb,
                  act_in_bytes=T * d * ab, act_out_bytes=T * E * ab)
-            gemm("moe_up", "moe_up", per_expert, touched * up_n, d,
+            gemm("moe_up", "moe_up", per_expert, up_n, d, groups=touched,
                  weight_bytes=touched * up_n * d * wb, act_in_bytes=T * k * d * ab,
                  act_out_bytes=T * k * up_n * ab)
             elementwise("moe_act", "moe_act", T * k * f, ACT_FLOPS,
                         T * k * up_n * ab, T * k * f * ab)
-            gemm("moe_down", "moe_down", per_expert, touched * d, f,
+            gemm("moe_down", "moe_down", per_expert, d, f, groups=touched,
                  weight_bytes=touched * f * d * wb, act_in_bytes=T * k * f * ab,
                  act_out_bytes=T * k * d * ab)
         else:

@@ -1,0 +1,72 @@
+"""`calibrate`: run the A100 kernel fit and report it (the `perfmodel calibrate` command)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perfmodel.fit._gpu import fit_a100
+
+#: Preset keys (TOML path under [efficiency] / [interconnect]) -> fitted parameter name.
+PRESET_FIELDS = {
+    ("efficiency", "compute"): "compute_efficiency",
+    ("efficiency", "dram"): "dram_efficiency",
+    ("efficiency", "l2"): "l2_efficiency",
+    ("efficiency", "k_half"): "k_half",
+    ("efficiency", "dram_latency_us"): "dram_latency",
+    ("interconnect", "efficiency"): "link_efficiency",
+    ("interconnect", "latency_us"): "link_latency",
+}
+
+
+def calibrate() -> dict:
+    """Fit the xPU efficiency model to the A100 kernels; a JSON-ready summary."""
+    result, sets = fit_a100()
+    sets = np.asarray(sets)
+    return {
+        "data": "fit/data/a100_kernels.csv (LLMCompass artifact, A100 80GB)",
+        "parameters": {k: {"value": v, "rel_stderr": result.rel_stderr[k]}
+                       for k, v in result.values.items()},
+        "mape_percent": {"all": result.mape, "gemm": result.mape_of(sets == "gemm"),
+                         "layer": result.mape_of(sets == "layer")},
+        "rows": result.table(),
+    }
+
+
+def _set_value(text: str, section: str, key: str, value: str, source: str) -> str:
+    """Replace ``key = ...`` inside ``[section]`` and its [sources] entry."""
+    import re
+
+    a = text.index(f"[{section}]")
+    b = text.index("\n[", a + 1)
+    block = re.sub(rf"(?m)^{re.escape(key)} = [^#\n]*", f"{key} = {value}", text[a:b])
+    text = text[:a] + block + text[b:]
+    return re.sub(rf'(?m)^"{section}\.{re.escape(key)}" = .*$',
+                  f'"{section}.{key}" = "{source}"', text)
+
+
+def write_presets(summary: dict | None = None, preset_dir=None) -> list[str]:
+    """Write the fitted values into the GPU presets' spec files (maintainer tool:
+    ``perfmodel calibrate --write-presets``). CPUs keep their assumed values."""
+    import pathlib
+
+    from perfmodel.hardware._registry import PRESET_DIR, load
+
+    summary = summary or calibrate()
+    mape = summary["mape_percent"]["all"]
+    written = []
+    for path in sorted(pathlib.Path(preset_dir or PRESET_DIR).glob("*.toml")):
+        if not load(path).title.startswith("NVIDIA"):
+            continue  # CPUs: the A100 fit does not apply
+        text = path.read_text()
+        for (section, key), name in PRESET_FIELDS.items():
+            v = summary["parameters"][name]["value"] * (1e6 if key.endswith("_us") else 1.0)
+            txt = f"{v:.3g}"
+            txt = txt if ("." in txt or "e" in txt) else txt + ".0"
+            src = (f"fitted: fit/_gpu.py fit_a100 on A100 80GB kernels "
+                   f"(fit/data/a100_kernels.csv, MAPE {mape:.1f}%)")
+            if not path.stem.startswith("a100"):
+                src += "; assumed to transfer to this GPU"
+            text = _set_value(text, section, key, txt, src)
+        path.write_text(text)
+        written.append(path.stem)
+    return written
