@@ -33,6 +33,7 @@ import numpy as np
 
 from perfmodel._ops import concat_ops, make_ops
 from perfmodel.fit._fitting import FitResult, Parameter, fit_least_squares
+from perfmodel.workloads._kernels import gemm_row
 
 DATA_DIR = pathlib.Path(__file__).parent / "data"
 
@@ -86,10 +87,7 @@ def measurement_ops(rows: list[dict]):
         grows = []
         for r in gemms:
             m, n, k = float(r["m"]), float(r["n"]), float(r["k"])
-            grows.append(dict(name=f"gemm_{int(m)}x{int(n)}x{int(k)}", kind="fc", m=m, n=n,
-                              k=k, flops=2 * m * n * k, weight_bytes=2 * k * n,
-                              act_in_bytes=2 * m * k, act_out_bytes=2 * m * n,
-                              compute_bits=16.0))
+            grows.append(gemm_row(m, n, k, bits=16.0, name=f"gemm_{int(m)}x{int(n)}x{int(k)}"))
             labels.append(f"GEMM M={int(m)} N={int(n)} K={int(k)}")
         parts.append(make_ops(grows, tokens=1.0, weight_footprint=0.0, kv_footprint=0.0))
     gpt3 = workloads.preset("gpt3-175b")

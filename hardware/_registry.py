@@ -56,6 +56,7 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
         units=jnp.asarray(r.number("compute", "units")),
         tile_m=jnp.asarray(r.number("compute", "tile_m")),
         tile_n=jnp.asarray(r.number("compute", "tile_n")),
+        l2_reuse=jnp.asarray(r.number("compute", "l2_reuse", default=1.0)),
         energy_per_flop=jnp.asarray(r.number("compute", "energy", unit="_pJ_per_flop")),
         dram=_level(r, "memory", "dram", efficiency=eff("dram", hi=1.0)),
         l2=_level(r, "memory", "l2", capacity_unit="_MB", efficiency=eff("l2", hi=1.0)),

@@ -11,8 +11,9 @@ Model, per op row and instance (all SI; see docs/models.md for the derivation):
     t_compute = flops / (peak * eta_compute * wave_eff * pad_eff * k_eff)
     t_dram    = dram_bytes / (B_dram * eta_dram) + t_dram_latency
     t_l2      = l2_bytes / (B_l2 * eta_l2),
-                l2_bytes = act_in * ceil(n / tile_n) + (weights + kv_read) * ceil(m / tile_m)
-                           + act_out + kv_write    (inputs re-read per output tile)
+                l2_bytes = [act_in * ceil(n / tile_n) + (weights + kv_read) * ceil(m / tile_m)]
+                           / l2_reuse + act_out + kv_write   (inputs re-read per output
+                           tile; a cluster of l2_reuse CTAs shares each read by multicast)
     t_offload = f_over * (weights + kv_read) / (B_off * eta_off),
                 f_over = relu(1 - C_dram / (W + KV))            (share that does not fit)
     t_link    = comm_bytes / (B_link * eta_link)
@@ -75,6 +76,7 @@ class XPU(AbstractTarget):
     units: Float[Array, ""]                  # SMs or cores
     tile_m: Float[Array, ""]
     tile_n: Float[Array, ""]
+    l2_reuse: Float[Array, ""]               # CTAs sharing one L2 read (cluster multicast)
     energy_per_flop: Float[Array, ""]        # J/FLOP at 16-bit operands
     dram: MemoryLevel
     l2: MemoryLevel
@@ -142,47 +144,59 @@ class XPU(AbstractTarget):
     def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
         if mapping is not None:
             raise ModelInputError("the xpu target has no mapping choices; pass mapping=None.")
-        is_mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
-        fp32 = self.peak_flops[self.datatypes.index("fp32")]
-        w = self.datatype_weights(ops.compute_bits, hard=hard)
-        peak = jnp.where(is_mm, w @ self.peak_flops, fp32)
-
-        tiles_m = smooth_ceil(ops.m / self.tile_m, hard=hard)
-        tiles_n = smooth_ceil(ops.n / self.tile_n, hard=hard)
-        waves = ops.groups * tiles_m * tiles_n / self.units
-        wave_eff = waves / smooth_ceil(waves, hard=hard)
-        pad_eff = ops.m / (MMA_M * smooth_ceil(ops.m / MMA_M, hard=hard))
-        k_eff = ops.k / (ops.k + self.k_half)
-        mm_eff = jnp.where(is_mm, wave_eff * pad_eff * k_eff, 1.0)
-        t_compute = ops.flops / (peak * self.compute_efficiency * mm_eff)
+        # Static row partition: the GEMM-efficiency terms are computed on matmul rows
+        # only (this is the vmapped hot path; reciprocals of per-design scalars are
+        # taken once so each row costs multiplies, not divides).
+        mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
+        ew = ~mm
+        is_comm = np.array([k == "allreduce" for k in ops.kinds])
+        inv_dram = 1.0 / (self.dram.bandwidth * self.dram.efficiency)
+        inv_l2 = 1.0 / (self.l2.bandwidth * self.l2.efficiency)
+        inv_eff = 1.0 / self.compute_efficiency
 
         dram_bytes = ops.dram_bytes
-        t_dram = dram_bytes / (self.dram.bandwidth * self.dram.efficiency) + self.dram_latency
-
-        l2_bytes = jnp.where(
-            is_mm,
-            ops.act_in_bytes * tiles_n + (ops.weight_bytes + ops.kv_read_bytes) * tiles_m
-            + ops.act_out_bytes + ops.kv_write_bytes,
-            dram_bytes)
-        t_l2 = l2_bytes / (self.l2.bandwidth * self.l2.efficiency)
+        t_dram = dram_bytes * inv_dram + self.dram_latency
+        t_compute = jnp.zeros_like(t_dram)
+        l2_bytes = dram_bytes
+        if ew.any():
+            fp32 = self.peak_flops[self.datatypes.index("fp32")]
+            t_compute = t_compute.at[ew].set(ops.flops[ew] * (inv_eff / fp32))
+        if mm.any():
+            m, n, k = ops.m[mm], ops.n[mm], ops.k[mm]
+            w = self.datatype_weights(ops.compute_bits[mm], hard=hard)
+            peak = jnp.sum(w * self.peak_flops[None, :], axis=1)
+            tiles_m = smooth_ceil(m * (1.0 / self.tile_m), hard=hard)
+            tiles_n = smooth_ceil(n * (1.0 / self.tile_n), hard=hard)
+            waves = ops.groups[mm] * tiles_m * tiles_n * (1.0 / self.units)
+            wave_eff = waves / smooth_ceil(waves, hard=hard)
+            pad_eff = m / (MMA_M * smooth_ceil(m / MMA_M, hard=hard))  # ops only
+            k_eff = k / (k + self.k_half)
+            t_mm = ops.flops[mm] * inv_eff / (peak * wave_eff * pad_eff * k_eff)
+            t_compute = t_compute.at[mm].set(t_mm)
+            l2_mm = ((ops.act_in_bytes[mm] * tiles_n
+                      + (ops.weight_bytes[mm] + ops.kv_read_bytes[mm]) * tiles_m)
+                     * (1.0 / self.l2_reuse)
+                     + ops.act_out_bytes[mm] + ops.kv_write_bytes[mm])
+            l2_bytes = l2_bytes.at[mm].set(l2_mm)
+        t_l2 = l2_bytes * inv_l2
+        terms = [t_compute, t_dram, t_l2]
+        names = ["compute", "dram", "l2"]
 
         footprint = ops.weight_footprint + ops.kv_footprint
+        e_off = jnp.zeros_like(t_dram)
         if self.offload is not None:
             # +1 B keeps an empty footprint finite; the smooth relu's tail is
             # sharpness^2 * footprint / (4 C) there, i.e. negligible.
             frac = smooth_relu(1.0 - self.dram.capacity / (footprint + 1.0), 1.0, hard=hard)
             off_bytes = frac * (ops.weight_bytes + ops.kv_read_bytes)
-            t_off = off_bytes / (self.offload.bandwidth * self.offload.efficiency)
+            terms.append(off_bytes / (self.offload.bandwidth * self.offload.efficiency))
+            names.append("offload")
             e_off = off_bytes * 8.0 * self.offload.energy_per_bit
-        else:
-            t_off = jnp.zeros_like(t_dram)
-            e_off = jnp.zeros_like(t_dram)
-
-        t_link = ops.comm_bytes / (self.link_bandwidth * self.link_efficiency)
-        is_comm = np.array([k == "allreduce" for k in ops.kinds])
-        overhead = ops.launches * self.launch_overhead + jnp.where(is_comm, self.link_latency, 0.0)
-
-        time_terms = jnp.stack([t_compute, t_dram, t_l2, t_off, t_link], axis=1)
+        overhead = ops.launches * self.launch_overhead
+        if is_comm.any():
+            terms.append(ops.comm_bytes / (self.link_bandwidth * self.link_efficiency))
+            names.append("interconnect")
+            overhead = overhead + jnp.where(is_comm, self.link_latency, 0.0)
 
         e_flop = self.energy_per_flop * (ops.compute_bits / 16.0) ** ENERGY_BITS_EXPONENT
         energy_terms = ops.count[:, None] * jnp.stack([
@@ -193,8 +207,7 @@ class XPU(AbstractTarget):
             ops.comm_bytes * 8.0 * self.link_energy_per_bit,
         ], axis=1)
         return roofline_report(
-            ops, time_terms=time_terms,
-            components=("compute", "dram", "l2", "offload", "interconnect"),
+            ops, time_terms=jnp.stack(terms, axis=1), components=tuple(names),
             overhead=overhead, energy_terms=energy_terms,
             energy_components=("compute", "dram", "l2", "offload", "interconnect"),
             static_power=self.static_power, hard=hard, target=self.name)

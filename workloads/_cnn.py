@@ -13,8 +13,8 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops, make_ops
+from perfmodel.workloads._llm import _bits, _positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +52,9 @@ class CNN:
 
     def inference(self, batch=1.0, *, wbits=16.0, abits=16.0) -> Ops:
         """One forward pass of ``batch`` images. tokens_per_s of the report = images/s."""
-        try:
-            if float(batch) <= 0:
-                raise ModelInputError(f"batch = {batch!r} is invalid; it must be > 0.")
-        except TypeError:
-            pass
+        _positive("batch", batch)
+        _bits("wbits", wbits)
+        _bits("abits", abits)
         B = jnp.asarray(batch, float)
         merged: dict[ConvLayer, int] = {}
         for layer in self.layers:

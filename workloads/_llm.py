@@ -100,6 +100,7 @@ class LLM:
     positions: int = 0          # learned position embeddings (0 = rotary, none stored)
     norm: str = "rmsnorm"       # or "layernorm" (weight + bias)
     sub_norms: bool = False     # BitNet: extra RMSNorms before o_proj and down_proj
+    sliding_window: int = 0     # Mistral: attend to at most this many past tokens (0 = all)
     default_wbits: float = 16.0
     title: str = ""
     bibtex: str = ""
@@ -196,6 +197,8 @@ class LLM:
              kv_write_bytes=T * 2 * g * hd * kb)
         # attended length per query: causal prefill attends to half on average when the
         # implementation skips masked blocks (fused), all of it when it materializes.
+        if self.sliding_window:
+            L = jnp.minimum(L, float(self.sliding_window))  # the cache holds only the window
         kv_bytes = B * g * L * hd * kb
         if attention == "standard":
             scores = B * h * q * L
@@ -279,6 +282,8 @@ class LLM:
                 _positive(k, v)
 
     def _footprints(self, B, L, wbits, kvbits, tp):
+        if self.sliding_window:
+            L = jnp.minimum(L, float(self.sliding_window))
         return self.weight_bytes(wbits) / tp, B * L * self.kv_bytes_per_token(kvbits) / tp
 
     @staticmethod
@@ -407,7 +412,8 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
                   tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
                   bias=bool(cfg.get("attention_bias", False)),
                   experts=cfg.get("num_local_experts") or 1,
-                  experts_per_token=cfg.get("num_experts_per_tok") or 1)
+                  experts_per_token=cfg.get("num_experts_per_tok") or 1,
+                  sliding_window=int(cfg.get("sliding_window") or 0))
     if str(cfg.get("quantization", "")).startswith("ternary"):
         kw["default_wbits"] = 1.58
     if "BitnetForCausalLM" in cfg.get("architectures", ()):

@@ -1,0 +1,3 @@
+from perfmodel._cli import main
+
+raise SystemExit(main())

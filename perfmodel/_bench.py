@@ -1,0 +1,122 @@
+"""Speed benchmark: vmapped design evaluations per second, with and without gradients.
+
+The workload is a full Llama-2-7B decode step (batch 8, context 2048, fp16) on the
+a100-80gb xPU preset. Designs: every float leaf of the hardware scaled by an independent
+random factor in [0.5, 2]. Reported: evaluations/s of the jitted, vmapped model, the
+same for value-and-gradient w.r.t. all hardware leaves, and jit compile times. Also,
+when the optional `genz-llm` package is installed, the time of one GenZ evaluation of
+the same decode step (Bambhaniya et al., arXiv:2406.01698) and the speed ratio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def random_designs(hw, n: int, key, lo: float = 0.5, hi: float = 2.0):
+    """``n`` designs: each float leaf of ``hw`` times its own U[lo, hi] factor.
+    Returns (batched float leaves, static part) for `eqx.combine`."""
+    params, static = eqx.partition(hw, eqx.is_inexact_array)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    scaled = [leaf[None] * jax.random.uniform(k, (n,) + leaf.shape, leaf.dtype, lo, hi)
+              for leaf, k in zip(leaves, keys)]
+    return jax.tree.unflatten(treedef, scaled), static
+
+
+def _time(fn, *args, repeats: int):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def time_genz_decode(batch: int = 8, context: int = 2048, repeats: int = 5) -> dict | None:
+    """Seconds per GenZ evaluation of a Llama-2-7B decode step on its A100_80GB_GPU
+    preset (bf16), or None when genz-llm is not installed or fails. GenZ writes layer
+    CSV files per call under /tmp/genz; they are removed."""
+    try:
+        import glob
+        import os
+
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from GenZ import decode_moddeling
+
+            def call():
+                before = set(glob.glob("/tmp/genz/data/model/*"))
+                out = decode_moddeling(model="llama2_7b", batch_size=batch,
+                                       input_tokens=context, output_tokens=0, Bb=1,
+                                       system_name="A100_80GB_GPU", bits="bf16")
+                for f in set(glob.glob("/tmp/genz/data/model/*")) - before:
+                    os.remove(f)
+                return out
+
+            out = call()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - t0)
+        from importlib.metadata import version
+
+        return {"seconds_per_eval": float(np.median(times)),
+                "latency_s": float(out["Latency"]) / 1e3, "genz_version": version("genz-llm")}
+    except Exception:  # noqa: BLE001 - optional comparison; any failure means "not available"
+        return None
+
+
+def run(designs: int = 100_000, repeats: int = 3, *, hardware: str = "a100-80gb",
+        workload: str = "llama-2-7b", genz: bool = True, seed: int = 0) -> dict:
+    """Run the benchmark; returns a JSON-ready dict of figures."""
+    from perfmodel import evaluate, hardware as hw_mod, workloads
+
+    hw = hw_mod.preset(hardware)
+    ops = workloads.preset(workload).decode(8.0, 2048.0)
+    batch, static = random_designs(hw, designs, jax.random.PRNGKey(seed))
+
+    def latency(p):
+        return evaluate(eqx.combine(p, static), ops, check=False).latency
+
+    f = jax.jit(jax.vmap(latency))
+    g = jax.jit(jax.vmap(jax.value_and_grad(latency)))
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(batch))
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(g(batch))
+    compile_grad_s = time.perf_counter() - t0
+    t = _time(f, batch, repeats=repeats)
+    tg = _time(g, batch, repeats=repeats)
+    lat = np.asarray(f(batch))
+    single = jax.jit(latency)
+    one = jax.tree.map(lambda x: x[0], batch)
+    jax.block_until_ready(single(one))
+    t_single = _time(single, one, repeats=20)
+    out = {
+        "hardware": hardware, "workload": f"{workload} decode batch 8 context 2048",
+        "rows": ops.rows, "designs": designs, "device": jax.devices()[0].device_kind,
+        "evals_per_s": designs / t, "evals_per_s_grad": designs / tg,
+        "compile_s": compile_s, "compile_grad_s": compile_grad_s,
+        "single_eval_s": t_single, "all_finite": bool(np.all(np.isfinite(lat))),
+        "latency_s_nominal": float(latency(jax.tree.map(lambda x: x[0] * 0 + x.mean(0) * 0
+                                                        + x[0], batch))),
+    }
+    if genz:
+        gz = time_genz_decode()
+        out["genz"] = gz
+        if gz is not None:
+            out["speedup_vs_genz_single"] = gz["seconds_per_eval"] / t_single
+            out["speedup_vs_genz_vmapped"] = gz["seconds_per_eval"] * designs / t
+    return out

@@ -1,0 +1,261 @@
+"""The `perfmodel` command line: a stable contract, JSON out with --json.
+
+    perfmodel list {hardware,workloads}
+    perfmodel predict --hardware NAME|FILE --workload NAME|FILE [--phase ...] [--json]
+    perfmodel reproduce [--system NAME] [--json]
+    perfmodel calibrate [--json] [--write-presets]
+    perfmodel bench [--json] [--designs N]
+    perfmodel demo [--out DIR]
+
+Bad input prints one sentence naming the field and its valid range to stderr and exits
+with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+from perfmodel._errors import ModelInputError
+
+PHASES = ("decode", "prefill", "request", "inference")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own convention)
+        sys.stderr.write(f"perfmodel: error: {message}.\n")
+        raise SystemExit(2)
+
+
+def _finite(name):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name} must be a number, got {text!r}")
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"--{name} must be finite, got {text!r}")
+        return v
+    return parse
+
+
+def _load_hardware(ref: str):
+    from perfmodel import hardware
+
+    if ref.endswith(".toml") or pathlib.Path(ref).is_file():
+        return hardware.load(ref)
+    return hardware.preset(ref)
+
+
+def _load_workload(ref: str):
+    from perfmodel import workloads
+
+    if ref.endswith(".json") or pathlib.Path(ref).is_file():
+        return workloads.load(ref)
+    return workloads.preset(ref)
+
+
+def _phase_ops(wl, a):
+    from perfmodel.workloads import CNN
+
+    bits = dict(wbits=a.wbits, abits=a.abits)
+    if isinstance(wl, CNN):
+        if a.phase not in (None, "inference"):
+            raise ModelInputError(f"--phase {a.phase} is not valid for the CNN {wl.name}; "
+                                  "valid: inference.")
+        return wl.inference(a.batch, wbits=a.wbits or 16.0, abits=a.abits)
+    phase = a.phase or "decode"
+    kw = dict(**bits, kvbits=a.kvbits, attention=a.attention)
+    if phase == "decode":
+        return wl.decode(a.batch, a.context, **kw)
+    if phase == "prefill":
+        return wl.prefill(a.batch, a.prompt, **kw)
+    if phase == "request":
+        return wl.request(a.batch, a.prompt, a.generate, **kw)
+    raise ModelInputError(f"--phase {phase} is not valid for the LLM {wl.name}; "
+                          "valid: decode, prefill, request.")
+
+
+def _fmt_time(t: float) -> str:
+    for unit, f in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= f:
+            return f"{t / f:.3g} {unit}"
+    return f"{t * 1e9:.3g} ns"
+
+
+def _print_report(rep, hw, wl, ops):
+    d = rep.to_dict()
+    print(f"{hw.name} | {wl.name} {ops.phase}")
+    print(f"  latency        {_fmt_time(d['latency_s'])}")
+    print(f"  tokens/s       {d['tokens_per_s']:.4g}")
+    print(f"  energy         {d['energy_j']:.4g} J   ({d['energy_per_token_j']:.4g} J/token, "
+          f"{d['power_w']:.4g} W average)")
+    print(f"  bound          {d['bound']}")
+    print(f"  {'op':<16}{'time':>11}{'share':>8}  bound")
+    for row in d["breakdown"]:
+        share = row["time_s"] / d["latency_s"] * 100
+        print(f"  {row['name']:<16}{_fmt_time(row['time_s']):>11}{share:7.1f}%  {row['bound']}")
+
+
+def cmd_list(a):
+    from perfmodel import hardware, workloads
+
+    names = hardware.list_presets() if a.what == "hardware" else workloads.list_presets()
+    if a.json:
+        items = []
+        for n in names:
+            obj = hardware.preset(n) if a.what == "hardware" else workloads.preset(n)
+            items.append({"name": n, "title": getattr(obj, "title", "")})
+        print(json.dumps(items, indent=2))
+    else:
+        for n in names:
+            print(n)
+
+
+def cmd_predict(a):
+    from perfmodel import evaluate
+
+    hw = _load_hardware(a.hardware)
+    wl = _load_workload(a.workload)
+    ops = _phase_ops(wl, a)
+    rep = evaluate(hw, ops, hard=a.exact)
+    d = rep.to_dict()
+    bad = [k for k in ("latency_s", "energy_j", "tokens_per_s") if not math.isfinite(d[k])]
+    if bad:  # never print a NaN result
+        raise ModelInputError(f"the prediction for {bad[0]} is not finite; check the "
+                              "hardware and workload values.")
+    if a.json:
+        d.update(hardware=hw.name, workload=wl.name, phase=ops.phase)
+        print(json.dumps(d, indent=2))
+    else:
+        _print_report(rep, hw, wl, ops)
+
+
+def cmd_reproduce(a):
+    from perfmodel.fit import reproduce
+
+    rows = reproduce(a.system)
+    if a.json:
+        keys = ("system", "baseline", "workload", "metric", "published", "predicted",
+                "rel_error", "tolerance", "passed", "source")
+        print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
+        return
+    print(f"{'claim':<18}{'system':<12}{'metric':<18}{'published':>10}{'predicted':>10}"
+          f"{'error':>8}{'tol':>6}  pass  source")
+    for r in rows:
+        print(f"{r['id']:<18}{r['system']:<12}{r['metric']:<18}{r['published']:>10.4g}"
+              f"{r['predicted']:>10.4g}{r['rel_error'] * 100:>7.1f}%{r['tolerance'] * 100:>5.0f}%"
+              f"  {'yes' if r['passed'] else 'NO ':<4}  {r['source']}")
+    print(f"{sum(r['passed'] for r in rows)} passed, {sum(not r['passed'] for r in rows)} "
+          "outside tolerance")
+
+
+def cmd_calibrate(a):
+    from perfmodel.fit import calibrate, write_presets
+
+    summary = calibrate()
+    if a.write_presets:
+        summary["written"] = write_presets(summary)
+    if a.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"fit of the xPU efficiency model to {summary['data']}")
+    for k, v in summary["parameters"].items():
+        print(f"  {k:<24}{v['value']:>12.4g}  +- {v['rel_stderr'] * 100:.0f}%")
+    m = summary["mape_percent"]
+    print(f"  MAPE: all {m['all']:.1f}%, GEMM sweeps {m['gemm']:.1f}%, "
+          f"GPT-3 layer ops {m['layer']:.1f}%")
+
+
+def cmd_bench(a):
+    from perfmodel._bench import run
+
+    r = run(a.designs, genz=not a.no_genz)
+    if a.json:
+        print(json.dumps(r, indent=2))
+        return
+    print(f"{r['workload']} on {r['hardware']}, {r['designs']} random designs, {r['device']}")
+    print(f"  evaluations/s            {r['evals_per_s']:.3g}")
+    print(f"  evaluations/s with grad  {r['evals_per_s_grad']:.3g}")
+    print(f"  jit compile              {r['compile_s']:.2f} s (with grad {r['compile_grad_s']:.2f} s)")
+    print(f"  one jitted evaluation    {r['single_eval_s'] * 1e6:.1f} us")
+    gz = r.get("genz")
+    if gz:
+        print(f"  GenZ one evaluation      {gz['seconds_per_eval'] * 1e3:.1f} ms "
+              f"(x{r['speedup_vs_genz_single']:.0f} slower than one jitted evaluation, "
+              f"x{r['speedup_vs_genz_vmapped']:.3g} per design vmapped)")
+    elif not a.no_genz:
+        print("  GenZ: not installed (pip install 'perfmodel[bench]')")
+
+
+def cmd_demo(a):
+    from perfmodel._demo import run
+
+    run(a.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="perfmodel", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("list", help="list presets")
+    s.add_argument("what", choices=("hardware", "workloads"))
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("predict", help="predict latency/energy of a workload phase")
+    s.add_argument("--hardware", required=True, help="preset name or spec file (.toml)")
+    s.add_argument("--workload", required=True, help="preset name or config file (.json)")
+    s.add_argument("--phase", choices=PHASES)
+    s.add_argument("--batch", type=_finite("batch"), default=1.0)
+    s.add_argument("--prompt", type=_finite("prompt"), default=512.0)
+    s.add_argument("--context", type=_finite("context"), default=1024.0)
+    s.add_argument("--generate", type=_finite("generate"), default=128.0)
+    s.add_argument("--wbits", type=_finite("wbits"), default=None)
+    s.add_argument("--abits", type=_finite("abits"), default=16.0)
+    s.add_argument("--kvbits", type=_finite("kvbits"), default=16.0)
+    s.add_argument("--attention", choices=("fused", "standard"), default="fused")
+    s.add_argument("--exact", action="store_true", help="exact (hard) model, not smooth")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("reproduce", help="published claims vs predictions")
+    s.add_argument("--system")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_reproduce)
+
+    s = sub.add_parser("calibrate", help="fit the GPU efficiency model to measured kernels")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--write-presets", action="store_true",
+                   help="write the fitted values into the GPU preset files")
+    s.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("demo", help="Llama-2-7B on A100/H100/CPU: table and roofline plot")
+    s.add_argument("--out", default="out", help="folder for roofline.png")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("bench", help="evaluations/s benchmark")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--designs", type=int, default=100_000)
+    s.add_argument("--no-genz", action="store_true", help="skip the GenZ comparison")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ModelInputError as e:
+        sys.stderr.write(f"perfmodel: error: {e}\n")
+        return 2
+    except BrokenPipeError:  # e.g. `perfmodel list hardware | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
