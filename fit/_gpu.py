@@ -33,6 +33,7 @@ import numpy as np
 
 from perfmodel._ops import concat_ops, make_ops
 from perfmodel.fit._fitting import FitResult, Parameter, fit_least_squares
+from perfmodel.hardware._xpu import to_odds
 from perfmodel.workloads._kernels import gemm_row
 
 DATA_DIR = pathlib.Path(__file__).parent / "data"
@@ -123,13 +124,14 @@ def jax_take_rows(ops, order):
 
 def with_device_parameters(hw, values: dict):
     """The design ``hw`` with fitted device parameters substituted (SI)."""
+    odds = lambda k: jnp.asarray(to_odds(values[k]))  # noqa: E731
     return eqx.tree_at(
-        lambda h: (h.compute_efficiency, h.dram.efficiency, h.l2.efficiency, h.k_half,
-                   h.link_efficiency, h.link_latency, h.dram_latency),
+        lambda h: (h.compute_odds, h.dram.odds, h.l2.odds, h.k_half, h.link_odds,
+                   h.link_latency, h.dram_latency),
         hw,
-        tuple(jnp.asarray(values[k]) for k in (
-            "compute_efficiency", "dram_efficiency", "l2_efficiency", "k_half",
-            "link_efficiency", "link_latency", "dram_latency")))
+        (odds("compute_efficiency"), odds("dram_efficiency"), odds("l2_efficiency"),
+         jnp.asarray(values["k_half"]), odds("link_efficiency"),
+         jnp.asarray(values["link_latency"]), jnp.asarray(values["dram_latency"])))
 
 
 def harness_launches(ops, values: dict):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from perfmodel._errors import ModelInputError
 from perfmodel._spec import SpecReader, closest_names, load_spec_file
-from perfmodel.hardware._xpu import DATATYPE_BITS, XPU, MemoryLevel
+from perfmodel.hardware._xpu import DATATYPE_BITS, XPU, MemoryLevel, to_odds
 
 PRESET_DIR = pathlib.Path(__file__).parent / "presets"
 
@@ -24,8 +24,8 @@ def _level(r: SpecReader, *path: str, capacity_unit: str = "_GB", efficiency=Non
         bandwidth=jnp.asarray(r.number(*path, "bandwidth", unit="_GB_s")),
         capacity=jnp.asarray(r.number(*path, "capacity", unit=capacity_unit)),
         energy_per_bit=jnp.asarray(r.number(*path, "energy", unit="_pJ_per_bit")),
-        efficiency=jnp.asarray(efficiency if efficiency is not None
-                               else r.number(*path, "efficiency", hi=1.0)),
+        odds=jnp.asarray(to_odds(efficiency if efficiency is not None
+                                 else r.number(*path, "efficiency", hi=0.999))),
     )
 
 
@@ -48,7 +48,7 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
         if kind not in ("host-dram", "flash"):
             raise ModelInputError(f"{label}: offload.kind = {kind!r}; valid: host-dram, flash.")
         offload = _level(r, "offload", efficiency=r.number("offload", "efficiency",
-                                                           default=0.8, hi=1.0))
+                                                           default=0.8, hi=0.999))
     link = lambda key, unit="", **kw: r.number(  # noqa: E731
         "interconnect", key, unit=unit, default=DEFAULT_LINK[key], **kw)
     hw = XPU(
@@ -58,16 +58,16 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
         tile_n=jnp.asarray(r.number("compute", "tile_n")),
         l2_reuse=jnp.asarray(r.number("compute", "l2_reuse", default=1.0)),
         energy_per_flop=jnp.asarray(r.number("compute", "energy", unit="_pJ_per_flop")),
-        dram=_level(r, "memory", "dram", efficiency=eff("dram", hi=1.0)),
-        l2=_level(r, "memory", "l2", capacity_unit="_MB", efficiency=eff("l2", hi=1.0)),
+        dram=_level(r, "memory", "dram", efficiency=eff("dram", hi=0.999)),
+        l2=_level(r, "memory", "l2", capacity_unit="_MB", efficiency=eff("l2", hi=0.999)),
         offload=offload,
         link_bandwidth=jnp.asarray(link("bandwidth", "_GB_s")),
-        link_efficiency=jnp.asarray(link("efficiency", hi=1.0)),
+        link_odds=jnp.asarray(to_odds(link("efficiency", hi=0.999))),
         link_latency=jnp.asarray(link("latency", "_us")),
         link_energy_per_bit=jnp.asarray(link("energy", "_pJ_per_bit")),
         static_power=jnp.asarray(r.number("power", "static", unit="_W")),
         tdp=jnp.asarray(r.number("power", "tdp", unit="_W")),
-        compute_efficiency=jnp.asarray(eff("compute", hi=1.0)),
+        compute_odds=jnp.asarray(to_odds(eff("compute", hi=0.999))),
         k_half=jnp.asarray(eff("k_half")),
         launch_overhead=jnp.asarray(eff("launch_overhead", unit="_us")),
         dram_latency=jnp.asarray(eff("dram_latency", unit="_us")),

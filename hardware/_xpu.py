@@ -36,8 +36,7 @@ from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Report, roofline_report
 from perfmodel._smooth import smooth_ceil, smooth_relu, smooth_step
-from perfmodel._target import (AbstractTarget, check_fraction, check_positive_leaves,
-                               format_bytes, is_traced)
+from perfmodel._target import AbstractTarget, check_positive_leaves, format_bytes, is_traced
 
 #: Datapaths a device may have, and their operand bits, narrowest first (the order in
 #: which `compute_bits` picks one; int8 before fp8 at equal width).
@@ -55,13 +54,29 @@ _BITS_STEP_WIDTH = 0.05
 ENERGY_BITS_EXPONENT = 1.0
 
 
+def to_odds(fraction):
+    """Fractions (efficiencies) are stored as odds f / (1 - f) in (0, inf): every float
+    leaf can then be scaled by any positive factor and stay a valid design, and the
+    fraction never exceeds 1 (roofline bounds hold)."""
+    return fraction / (1.0 - fraction)
+
+
+def from_odds(odds):
+    return odds / (1.0 + odds)
+
+
 class MemoryLevel(eqx.Module):
     """One level of the memory hierarchy (SI units)."""
 
     bandwidth: Float[Array, ""]        # peak bytes/s
     capacity: Float[Array, ""]         # bytes
     energy_per_bit: Float[Array, ""]   # J/bit
-    efficiency: Float[Array, ""]       # achievable / peak bandwidth, (0, 1]
+    odds: Float[Array, ""]             # achievable/peak bandwidth as odds (see to_odds)
+
+    @property
+    def efficiency(self):
+        """Achievable / peak bandwidth, in (0, 1)."""
+        return from_odds(self.odds)
 
 
 class XPU(AbstractTarget):
@@ -82,12 +97,12 @@ class XPU(AbstractTarget):
     l2: MemoryLevel
     offload: MemoryLevel | None
     link_bandwidth: Float[Array, ""]         # B/s per direction, per device
-    link_efficiency: Float[Array, ""]
+    link_odds: Float[Array, ""]              # achieved/peak link bandwidth, as odds
     link_latency: Float[Array, ""]           # s per collective
     link_energy_per_bit: Float[Array, ""]
     static_power: Float[Array, ""]           # W
     tdp: Float[Array, ""]                    # W (reported; for power constraints)
-    compute_efficiency: Float[Array, ""]
+    compute_odds: Float[Array, ""]           # large-GEMM achieved/peak, as odds
     k_half: Float[Array, ""]                 # inner-dimension length of half efficiency
     launch_overhead: Float[Array, ""]        # s per kernel launch
     dram_latency: Float[Array, ""]           # s, fixed ramp of a memory-bound kernel
@@ -97,15 +112,18 @@ class XPU(AbstractTarget):
     title: str = eqx.field(static=True, default="")
     offload_kind: str = eqx.field(static=True, default="")
 
+    @property
+    def compute_efficiency(self):
+        """Large-GEMM achieved / peak compute, in (0, 1)."""
+        return from_odds(self.compute_odds)
+
+    @property
+    def link_efficiency(self):
+        return from_odds(self.link_odds)
+
     # ------------------------------------------------------------------ validation
     def check(self, ops: Ops | None = None) -> None:
         check_positive_leaves(self, self.name)
-        for f in ("compute_efficiency", "link_efficiency"):
-            check_fraction(getattr(self, f), f"{self.name}.{f}")
-        for lvl in ("dram", "l2", "offload"):
-            level = getattr(self, lvl)
-            if level is not None:
-                check_fraction(level.efficiency, f"{self.name}.{lvl}.efficiency")
         if "fp32" not in self.datatypes:
             raise ModelInputError(f"{self.name}.peak must include fp32 (the vector datapath).")
         if ops is None:

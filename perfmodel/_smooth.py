@@ -11,8 +11,8 @@ Bounds (tested in tests/test_smooth.py):
 * `smooth_max(a, b)` for a, b >= 0 lies in ``[max(a, b), (1 + RIDGE_SHARPNESS) max(a, b)]``;
   the gap is largest at the ridge ``a == b`` and falls as ``RIDGE_SHARPNESS**2 / 4 * r``
   with ``r = (a + b)^2 / |a - b|`` away from it (0.05 % at a = 2b).
-* `smooth_ceil(x)` equals ``ceil(x)`` except within ``CEIL_RAMP`` above an integer, where
-  it ramps linearly from ``k`` to ``k + 1``.
+* `smooth_ceil(x)` equals ``ceil(x)`` except within ``CEIL_RAMP`` above an integer
+  k >= 1, where it ramps linearly from ``k`` to ``k + 1``.
 """
 
 import jax
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 #: Relative overshoot of `smooth_max` at a ridge point (a == b). Dimensionless, chosen.
 RIDGE_SHARPNESS = 0.02
 #: Width of the linear ramp of `smooth_ceil` above each integer. Dimensionless, chosen.
-CEIL_RAMP = 0.05
+CEIL_RAMP = 0.02
 #: Guard against sqrt(0) in gradients when both arguments are zero.
 _TINY = 1e-30
 
@@ -70,15 +70,17 @@ def smooth_relu(x, scale, *, hard: bool = False, sharpness: float = RIDGE_SHARPN
 
 
 def smooth_ceil(x, *, hard: bool = False, ramp: float = CEIL_RAMP):
-    """Ceiling. Smooth form: ``floor(x) + clip(frac(x) / ramp, 0, 1)``.
+    """Ceiling of a count. Smooth form: ``floor(x) + clip(frac(x) / ramp, 0, 1)``, and
+    never below 1 for ``x > 0`` (a positive count of tiles or waves is at least one).
 
-    Continuous, exact outside a window of width ``ramp`` above each integer, with
+    Continuous, exact outside a window of width ``ramp`` above each integer >= 1, with
     gradient ``1 / ramp`` inside it and 0 elsewhere (like the exact step, but finite).
     """
     if hard:
         return jnp.ceil(x)
     fl = jnp.floor(x)
-    return fl + jnp.clip((x - fl) / ramp, 0.0, 1.0)
+    s = fl + jnp.clip((x - fl) / ramp, 0.0, 1.0)
+    return jnp.where(x > 0, jnp.maximum(s, 1.0), s)
 
 
 def smooth_step(x, width, *, hard: bool = False):

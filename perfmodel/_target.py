@@ -57,15 +57,6 @@ def check_positive_leaves(tree, label: str, *, allow_zero: tuple[str, ...] = ())
                 f"{label}.{path} = {bad!r} is invalid; it must be finite and {bound}.")
 
 
-def check_fraction(value, field: str) -> None:
-    """A dimensionless efficiency in (0, 1]."""
-    if is_traced(value):
-        return
-    arr = np.asarray(value)
-    if not np.all((arr > 0) & (arr <= 1)):
-        raise ModelInputError(f"{field} = {arr.ravel()[0]!r} is invalid; it must be in (0, 1].")
-
-
 def is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 

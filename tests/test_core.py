@@ -1,0 +1,195 @@
+"""evaluate(): jit/vmap/grad contracts, smooth-vs-exact bound, physics properties."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import perfmodel as pm
+from perfmodel._bench import random_designs
+from perfmodel.hardware._xpu import MATMUL_KINDS, MMA_M
+
+
+def _to64(tree):
+    return jax.tree.map(lambda x: x.astype(jnp.float64) if eqx.is_inexact_array(x) else x, tree)
+
+
+def test_report_fields(a100, decode_ops):
+    rep = pm.evaluate(a100, decode_ops)
+    assert rep.op_time.shape == (decode_ops.rows,)
+    assert float(rep.latency) == pytest.approx(float(rep.op_time.sum()), rel=1e-6)
+    assert float(rep.energy) == pytest.approx(
+        float(rep.energy_terms.sum() + rep.static_energy), rel=1e-5)
+    assert float(rep.tokens_per_s) == pytest.approx(8.0 / float(rep.latency), rel=1e-6)
+    assert float(rep.edp) == pytest.approx(float(rep.energy * rep.latency), rel=1e-6)
+    d = rep.to_dict()
+    assert d["bound"] == "dram"  # batch-8 decode of a 7B model is memory-bound
+    assert {"latency_s", "energy_j", "tokens_per_s", "energy_per_token_j", "breakdown"} <= set(d)
+
+
+def test_roofline_bounds_never_exceeded(a100, llama7b):
+    """No op runs faster than its peak compute or its DRAM bytes at peak bandwidth."""
+    for ops in (llama7b.decode(8.0, 2048.0), llama7b.prefill(2.0, 1024.0)):
+        rep = pm.evaluate(a100, ops, hard=True)
+        t = np.asarray(rep.op_time / ops.count)
+        peak = float(a100.peak_flops.max())
+        assert np.all(t >= np.asarray(ops.flops) / peak * (1 - 1e-6))
+        assert np.all(t >= np.asarray(ops.dram_bytes) / float(a100.dram.bandwidth) * (1 - 1e-6))
+
+
+def test_jit_equals_eager(a100, decode_ops):
+    eager = pm.evaluate(a100, decode_ops)
+    jitted = jax.jit(lambda h, o: pm.evaluate(h, o))(a100, decode_ops)
+    np.testing.assert_allclose(np.asarray(jitted.op_time), np.asarray(eager.op_time), rtol=1e-5)
+    assert float(jitted.energy) == pytest.approx(float(eager.energy), rel=1e-5)
+
+
+def test_vmap_equals_loop(a100, decode_ops):
+    batch, static = random_designs(a100, 16, jax.random.PRNGKey(0))
+    f = lambda p: pm.evaluate(eqx.combine(p, static), decode_ops).latency  # noqa: E731
+    vm = np.asarray(jax.vmap(f)(batch))
+    loop = np.array([float(f(jax.tree.map(lambda x: x[i], batch))) for i in range(16)])
+    np.testing.assert_allclose(vm, loop, rtol=1e-5)
+
+
+def test_vmap_over_workloads(a100, llama7b):
+    lat = jax.vmap(lambda b: pm.evaluate(a100, llama7b.decode(b, 1024.0)).latency)(
+        jnp.array([1.0, 4.0, 16.0, 64.0]))
+    assert np.all(np.diff(np.asarray(lat)) > 0)
+
+
+def test_no_retrace_when_values_change(a100, decode_ops):
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def f(hw, ops):
+        return pm.evaluate(hw, ops).latency
+
+    for s in (0.5, 1.0, 1.7):
+        f(jax.tree.map(lambda x: x * s, a100), decode_ops)
+    llama = pm.workloads.preset("llama-2-7b")
+    f(a100, llama.decode(3.0, 100.0))  # other batch/context values: same trace
+
+
+@pytest.mark.parametrize("field", ["dram.bandwidth", "peak_flops", "launch_overhead",
+                                   "compute_odds", "l2.bandwidth", "tile_n"])
+def test_gradient_matches_finite_differences(field, llama7b):
+    with jax.enable_x64(True):
+        hw = _to64(pm.hardware.preset("a100-80gb"))
+        ops = llama7b.prefill(1.0, 700.0) if field in ("peak_flops", "tile_n") else \
+            llama7b.decode(8.0, 2048.0)
+        get = lambda h: eval(f"h.{field}")  # noqa: E731,S307 - test helper on our own names
+
+        def loss(x):
+            return jnp.log(pm.evaluate(eqx.tree_at(get, hw, x), ops).latency)
+
+        x0 = get(hw)
+        g = jax.grad(loss)(x0)
+        direction = jnp.ones_like(x0)
+        h = 1e-7 * x0  # small: the smooth ceil is piecewise linear (finite kinks)
+        fd = (loss(x0 + h * direction) - loss(x0 - h * direction)) / 2
+        analytic = jnp.sum(g * h * direction)
+        assert np.isfinite(float(analytic))
+        assert float(analytic) == pytest.approx(float(fd), rel=1e-4, abs=1e-12)
+
+
+def _ceil_args(hw, ops):
+    mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
+    m, n = np.asarray(ops.m)[mm], np.asarray(ops.n)[mm]
+    tm, tn = np.ceil(m / float(hw.tile_m)), np.ceil(n / float(hw.tile_n))
+    waves = np.asarray(ops.groups)[mm] * tm * tn / float(hw.units)
+    return np.concatenate([m / float(hw.tile_m), n / float(hw.tile_n), waves, m / MMA_M])
+
+
+def test_smooth_within_bound_of_exact(a100, llama7b):
+    """Away from the ceil ramps (CEIL_RAMP above each integer of a tile or wave count),
+    the smooth model is within 3% of the exact one (RIDGE_SHARPNESS at ridge points)."""
+    tested = 0
+    for ops in (llama7b.decode(8.0, 2048.0), llama7b.prefill(1.0, 2048.0),
+                pm.workloads.gemm(1000.0, 3000.0, 4096.0)):
+        batch, static = random_designs(a100, 400, jax.random.PRNGKey(3))
+        def lat(p, hard):
+            return pm.evaluate(eqx.combine(p, static), ops, hard=hard).latency
+        smooth = np.asarray(jax.vmap(lambda p: lat(p, False))(batch))
+        exact = np.asarray(jax.vmap(lambda p: lat(p, True))(batch))
+        for i in range(400):
+            hw_i = eqx.combine(jax.tree.map(lambda x: x[i], batch), static)
+            args = _ceil_args(hw_i, ops)
+            frac = args - np.floor(args)
+            if np.any((frac > 0) & (frac < pm.CEIL_RAMP)):
+                continue
+            tested += 1
+            assert -1e-5 <= smooth[i] / exact[i] - 1 <= 0.03
+    assert tested > 300  # enough random designs lie away from the ramps
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_gradients_finite_over_random_designs(seed):
+    hw = pm.hardware.preset("a100-80gb")
+    ops = pm.workloads.preset("llama-3.2-1b").decode(4.0, 512.0)
+    batch, static = random_designs(hw, 8, jax.random.PRNGKey(seed))
+    g = jax.vmap(jax.grad(lambda p: pm.evaluate(eqx.combine(p, static), ops).latency))(batch)
+    for leaf in jax.tree.leaves(g):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(1.01, 4.0))
+def test_more_bandwidth_is_never_slower(seed, factor):
+    hw = pm.hardware.preset("h100-sxm")
+    ops = pm.workloads.preset("llama-3.2-1b").prefill(2.0, 256.0)
+    batch, static = random_designs(hw, 8, jax.random.PRNGKey(seed))
+
+    def lat(p, f, hard):
+        h = eqx.combine(p, static)
+        h = eqx.tree_at(lambda x: (x.dram.bandwidth, x.l2.bandwidth), h,
+                        (h.dram.bandwidth * f, h.l2.bandwidth * f))
+        return pm.evaluate(h, ops, hard=hard).latency
+
+    for hard in (False, True):
+        base = np.asarray(jax.vmap(lambda p: lat(p, 1.0, hard))(batch))
+        more = np.asarray(jax.vmap(lambda p: lat(p, factor, hard))(batch))
+        assert np.all(more <= base * (1 + 1e-6))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_energy_never_negative(seed):
+    hw = pm.hardware.preset("t4")
+    ops = pm.workloads.preset("gpt2").request(2.0, 64.0, 32.0)
+    batch, static = random_designs(hw, 8, jax.random.PRNGKey(seed))
+    rep = jax.vmap(lambda p: pm.evaluate(eqx.combine(p, static), ops))(batch)
+    assert np.all(np.asarray(rep.energy_terms) >= 0)
+    assert np.all(np.asarray(rep.energy) > 0)
+
+
+def test_float64_path(llama7b):
+    with jax.enable_x64(True):
+        hw = _to64(pm.hardware.preset("a100-80gb"))
+        rep = pm.evaluate(hw, llama7b.decode(8.0, 2048.0))
+        assert rep.latency.dtype == jnp.float64
+        ref = pm.evaluate(pm.hardware.preset("a100-80gb"), llama7b.decode(8.0, 2048.0))
+    assert float(rep.latency) == pytest.approx(float(ref.latency), rel=1e-5)
+
+
+def test_datatype_peak_selection(a100):
+    """W4A16 runs on fp16 tensor cores; W8A8 on int8; W4A4 on int4; V100 int4 falls back."""
+    def t(hw, bits):
+        ops = pm.workloads.gemm(4096.0, 4096.0, 4096.0, bits=bits)
+        return float(pm.evaluate(hw, ops, hard=True).time_terms[0, 0])
+    assert t(a100, 8.0) == pytest.approx(t(a100, 16.0) / 2, rel=1e-5)
+    assert t(a100, 4.0) == pytest.approx(t(a100, 16.0) / 4, rel=1e-5)
+    v100 = pm.hardware.preset("v100")  # fp32, fp16 tensor, int8 dp4a only
+    assert t(v100, 4.0) == pytest.approx(t(v100, 8.0), rel=1e-5)
+
+
+def test_offload_tier_used_when_model_does_not_fit():
+    hw = pm.hardware.preset("a100-40gb")
+    wl = pm.workloads.preset("llama-2-70b")
+    rep = pm.evaluate(hw, wl.decode(1.0, 128.0))
+    assert "offload" in rep.bound_names()
+    fits = pm.evaluate(pm.hardware.preset("h200"), wl.decode(1.0, 128.0))
+    assert float(rep.latency) > 10 * float(fits.latency)
