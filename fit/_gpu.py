@@ -103,23 +103,13 @@ def measurement_ops(rows: list[dict]):
         picked = ops.select(np.isin(np.arange(ops.rows), idx))
         # select keeps table order; reorder to the measurement order, count 1 each
         order = [picked.names.index(LAYER_OP_ROWS[r["op"]]) for r in sel]
-        picked = jax_take_rows(picked, order)
+        picked = picked.take(order)
         parts.append(picked)
         labels += [f"GPT-3 layer {phase} {r['op']}" for r in sel]
     ops = concat_ops(parts, tokens=1.0, weight_footprint=0.0, kv_footprint=0.0,
                      phase="measurements", workload="a100-kernels")
     ops = eqx.tree_at(lambda o: o.count, ops, jnp.ones_like(ops.count))
     return ops, labels
-
-
-def jax_take_rows(ops, order):
-    from perfmodel._ops import _FLOAT_FIELDS, Ops
-
-    idx = np.asarray(order)
-    fields = {f: getattr(ops, f)[idx] for f in _FLOAT_FIELDS}
-    return Ops(**fields, tokens=ops.tokens, weight_footprint=ops.weight_footprint,
-               kv_footprint=ops.kv_footprint, names=tuple(ops.names[i] for i in idx),
-               kinds=tuple(ops.kinds[i] for i in idx), phase=ops.phase, workload=ops.workload)
 
 
 def with_device_parameters(hw, values: dict):

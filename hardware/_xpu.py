@@ -34,7 +34,7 @@ from jaxtyping import Array, Float
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
-from perfmodel._report import Report, roofline_report
+from perfmodel._report import Report, roofline_report, unpermute_rows
 from perfmodel._smooth import smooth_ceil, smooth_relu, smooth_step
 from perfmodel._target import AbstractTarget, check_positive_leaves, format_bytes, is_traced
 
@@ -162,11 +162,17 @@ class XPU(AbstractTarget):
     def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
         if mapping is not None:
             raise ModelInputError("the xpu target has no mapping choices; pass mapping=None.")
-        # Static row partition: the GEMM-efficiency terms are computed on matmul rows
-        # only (this is the vmapped hot path; reciprocals of per-design scalars are
-        # taken once so each row costs multiplies, not divides).
-        mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
-        ew = ~mm
+        # Static row partition: matmul rows first, then element-wise rows, so the
+        # GEMM-efficiency terms are computed on matmul rows only and joined by a
+        # concatenation (this is the vmapped hot path; no scatter, and reciprocals of
+        # per-design scalars are taken once so each row costs multiplies).
+        mm_rows = np.array([k in MATMUL_KINDS for k in ops.kinds])
+        perm = np.concatenate([np.flatnonzero(mm_rows), np.flatnonzero(~mm_rows)])
+        identity = bool(np.all(perm == np.arange(len(perm))))
+        if not identity:
+            ops = ops.take(perm)
+        n_mm = int(mm_rows.sum())
+        mm, ew = slice(0, n_mm), slice(n_mm, None)
         is_comm = np.array([k == "allreduce" for k in ops.kinds])
         inv_dram = 1.0 / (self.dram.bandwidth * self.dram.efficiency)
         inv_l2 = 1.0 / (self.l2.bandwidth * self.l2.efficiency)
@@ -174,12 +180,8 @@ class XPU(AbstractTarget):
 
         dram_bytes = ops.dram_bytes
         t_dram = dram_bytes * inv_dram + self.dram_latency
-        t_compute = jnp.zeros_like(t_dram)
-        l2_bytes = dram_bytes
-        if ew.any():
-            fp32 = self.peak_flops[self.datatypes.index("fp32")]
-            t_compute = t_compute.at[ew].set(ops.flops[ew] * (inv_eff / fp32))
-        if mm.any():
+        t_parts, l2_parts = [], []
+        if n_mm:
             m, n, k = ops.m[mm], ops.n[mm], ops.k[mm]
             w = self.datatype_weights(ops.compute_bits[mm], hard=hard)
             peak = jnp.sum(w * self.peak_flops[None, :], axis=1)
@@ -189,13 +191,17 @@ class XPU(AbstractTarget):
             wave_eff = waves / smooth_ceil(waves, hard=hard)
             pad_eff = m / (MMA_M * smooth_ceil(m / MMA_M, hard=hard))  # ops only
             k_eff = k / (k + self.k_half)
-            t_mm = ops.flops[mm] * inv_eff / (peak * wave_eff * pad_eff * k_eff)
-            t_compute = t_compute.at[mm].set(t_mm)
-            l2_mm = ((ops.act_in_bytes[mm] * tiles_n
-                      + (ops.weight_bytes[mm] + ops.kv_read_bytes[mm]) * tiles_m)
-                     * (1.0 / self.l2_reuse)
-                     + ops.act_out_bytes[mm] + ops.kv_write_bytes[mm])
-            l2_bytes = l2_bytes.at[mm].set(l2_mm)
+            t_parts.append(ops.flops[mm] * inv_eff / (peak * wave_eff * pad_eff * k_eff))
+            l2_parts.append((ops.act_in_bytes[mm] * tiles_n
+                             + (ops.weight_bytes[mm] + ops.kv_read_bytes[mm]) * tiles_m)
+                            * (1.0 / self.l2_reuse)
+                            + ops.act_out_bytes[mm] + ops.kv_write_bytes[mm])
+        if n_mm < ops.rows:
+            fp32 = self.peak_flops[self.datatypes.index("fp32")]
+            t_parts.append(ops.flops[ew] * (inv_eff / fp32))
+            l2_parts.append(dram_bytes[ew])
+        t_compute = jnp.concatenate(t_parts)
+        l2_bytes = jnp.concatenate(l2_parts)
         t_l2 = l2_bytes * inv_l2
         terms = [t_compute, t_dram, t_l2]
         names = ["compute", "dram", "l2"]
@@ -224,8 +230,10 @@ class XPU(AbstractTarget):
             e_off,
             ops.comm_bytes * 8.0 * self.link_energy_per_bit,
         ], axis=1)
-        return roofline_report(
+        report = roofline_report(
             ops, time_terms=jnp.stack(terms, axis=1), components=tuple(names),
             overhead=overhead, energy_terms=energy_terms,
             energy_components=("compute", "dram", "l2", "offload", "interconnect"),
             static_power=self.static_power, hard=hard, target=self.name)
+        return report if identity else unpermute_rows(report, perm)
+

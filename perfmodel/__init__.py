@@ -14,7 +14,7 @@ Subpackages: `perfmodel.hardware` (targets and presets), `perfmodel.workloads`
 
 from perfmodel import _units as units
 from perfmodel._errors import ModelInputError
-from perfmodel._evaluate import check_ops, evaluate
+from perfmodel._evaluate import check_ops, evaluate, sweep
 from perfmodel._ops import OP_KINDS, Ops, concat_ops, make_ops
 from perfmodel._report import Report, roofline_report
 from perfmodel._smooth import (CEIL_RAMP, RIDGE_SHARPNESS, smooth_ceil, smooth_max,
@@ -30,7 +30,7 @@ from perfmodel import fit, opt  # noqa: E402
 from perfmodel._citation import citation  # noqa: E402
 
 __all__ = [
-    "evaluate", "Ops", "Report", "AbstractTarget", "ModelInputError", "make_ops",
+    "evaluate", "sweep", "Ops", "Report", "AbstractTarget", "ModelInputError", "make_ops",
     "concat_ops", "check_ops", "roofline_report", "OP_KINDS", "smooth_max",
     "smooth_maximum", "smooth_min", "smooth_relu", "smooth_ceil", "smooth_step",
     "soft_choice", "RIDGE_SHARPNESS", "CEIL_RAMP", "units", "citation", "hardware",

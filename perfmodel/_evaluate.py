@@ -56,3 +56,18 @@ def evaluate(hardware: AbstractTarget, ops: Ops, mapping=None, *, hard: bool = F
         check_ops(ops)
         hardware.check(ops)
     return hardware.evaluate(ops, mapping, hard=hard)
+
+
+def sweep(fn, designs, *, chunk: int | None = 8192):
+    """``jax.vmap(fn)(designs)`` evaluated in chunks of ``chunk`` designs.
+
+    On CPU, one vmap over 1e5+ designs materializes every intermediate for all designs
+    at once (memory-bound); chunks of ~1e4 keep them in cache and run 2-3x faster, more
+    with gradients (see benchmarks/). Same result as a plain vmap; ``chunk=None`` is one.
+    Call it under ``jax.jit``.
+    """
+    import jax
+
+    if chunk is None:
+        return jax.vmap(fn)(designs)
+    return jax.lax.map(fn, designs, batch_size=chunk)

@@ -108,7 +108,11 @@ class Ops(eqx.Module):
 
     def select(self, mask) -> "Ops":
         """Rows where the static boolean sequence ``mask`` is true."""
-        idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+        return self.take(np.flatnonzero(np.asarray(mask, dtype=bool)))
+
+    def take(self, indices) -> "Ops":
+        """Rows at the static integer ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=int)
         fields = {f: getattr(self, f)[..., idx] for f in _FLOAT_FIELDS}
         return Ops(**fields, tokens=self.tokens, weight_footprint=self.weight_footprint,
                    kv_footprint=self.kv_footprint,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -155,3 +157,14 @@ def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
         energy_components=tuple(energy_components),
         target=target,
     )
+
+
+def unpermute_rows(report: Report, perm) -> Report:
+    """A report computed on rows ``ops.take(perm)``, put back in the original row order
+    (targets may reorder rows internally, e.g. to group matmuls)."""
+    inv = np.argsort(np.asarray(perm))
+    return dataclasses.replace(
+        report, op_time=report.op_time[inv], op_energy=report.op_energy[inv],
+        time_terms=report.time_terms[inv], energy_terms=report.energy_terms[inv],
+        bound=report.bound[inv], names=tuple(report.names[i] for i in inv),
+        kinds=tuple(report.kinds[i] for i in inv))

@@ -1,0 +1,92 @@
+"""Calibration: the GPU model tracks measured A100 kernels; fits recover known values;
+published claims reproduce within their stated tolerances."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import perfmodel as pm
+from perfmodel.fit import Parameter, fit_least_squares
+
+
+@pytest.fixture(scope="module")
+def a100_fit():
+    return pm.fit.fit_a100()
+
+
+def test_gpu_model_tracks_a100_gemm_sweeps(a100_fit):
+    """Issue target: MAPE <= 10% over the 20 cuBLAS GEMM latencies (measured 3.6%)."""
+    result, sets = a100_fit
+    mape = result.mape_of(np.asarray(sets) == "gemm")
+    print(f"GEMM MAPE {mape:.2f}%")
+    assert mape <= 10.0
+
+
+def test_gpu_model_tracks_gpt3_layer_ops(a100_fit):
+    """Issue target: MAPE <= 10% over the 24 per-operator GPT-3 layer latencies
+    (measured 6.3%; worst: prefill softmax -26%, multi-pass softmax not modelled)."""
+    result, sets = a100_fit
+    mape = result.mape_of(np.asarray(sets) == "layer")
+    print(f"layer MAPE {mape:.2f}%")
+    assert mape <= 10.0
+    worst = max(abs(e) for e in result.rel_errors)
+    assert worst < 0.35
+
+
+def test_fitted_values_are_physical(a100_fit):
+    v = a100_fit[0].values
+    assert 0.85 < v["compute_efficiency"] < 1.0       # cuBLAS reaches ~90%+ of 312 TFLOPS
+    assert 0.6 < v["dram_efficiency"] < 0.95         # achievable HBM2e bandwidth
+    assert 5e-6 < v["harness_overhead"] < 5e-5       # PyTorch eager dispatch + sync
+    for k, se in a100_fit[0].rel_stderr.items():
+        assert np.isfinite(se), k
+
+
+def test_presets_carry_the_fitted_values(a100_fit):
+    """The a100 preset's efficiencies are the fit's (rounded to 3 digits when written)."""
+    v = a100_fit[0].values
+    hw = pm.hardware.preset("a100-80gb")
+    assert float(hw.compute_efficiency) == pytest.approx(v["compute_efficiency"], rel=0.01)
+    assert float(hw.dram.efficiency) == pytest.approx(v["dram_efficiency"], rel=0.01)
+    assert float(hw.k_half) == pytest.approx(v["k_half"], rel=0.02)
+
+
+def test_synthetic_recovery():
+    """Generate data from known parameters, fit from a wrong start, recover them."""
+    hw = pm.hardware.preset("a100-80gb")
+    wl = pm.workloads.preset("llama-3.2-1b")
+    ops_list = [wl.decode(b, c) for b in (1.0, 8.0, 64.0) for c in (256.0, 4096.0)]
+    ops_list += [wl.prefill(b, p) for b in (1.0, 4.0) for p in (128.0, 2048.0)]
+    truth = {"bandwidth": 1.5e12, "peak": 250e12}
+
+    def predict(v):
+        import equinox as eqx
+
+        h = eqx.tree_at(lambda x: (x.dram.bandwidth, x.peak_flops), hw,
+                        (v["bandwidth"], hw.peak_flops * v["peak"] / hw.peak_flops[2]))
+        return jnp.stack([pm.evaluate(h, o, check=False).latency for o in ops_list])
+
+    data = predict({k: jnp.asarray(x) for k, x in truth.items()})
+    params = [Parameter("bandwidth", 3e12), Parameter("peak", 100e12)]
+    res = fit_least_squares(predict, params, np.asarray(data), steps=400)
+    for k, x in truth.items():
+        assert res.values[k] == pytest.approx(x, rel=1e-3)
+    assert res.mape < 0.1
+
+
+CLAIMS = {r["id"]: r for r in pm.fit.reproduce()}
+# Claims the model does not reproduce within tolerance, and why (measured error shown by
+# `perfmodel reproduce`): fixed 128x256 tiles at 1280x4096 give 1.21 waves on 132 SMs,
+# where cuBLAS picks another tile or stream-K; predicted 1095 vs 1453 TFLOPS (-24.6%).
+KNOWN_MISSES = {"h200-mamf-fp8": "wave quantization with a fixed tile; -24.6%"}
+
+
+@pytest.mark.parametrize("claim_id", sorted(CLAIMS))
+def test_published_claims(claim_id):
+    r = CLAIMS[claim_id]
+    print(f"{claim_id}: published {r['published']:.4g}, predicted {r['predicted']:.4g}, "
+          f"error {r['rel_error'] * 100:+.1f}% (tolerance {r['tolerance'] * 100:.0f}%)")
+    if claim_id in KNOWN_MISSES:
+        assert not r["passed"], "a known miss now passes: update KNOWN_MISSES"
+        pytest.xfail(KNOWN_MISSES[claim_id])
+    assert abs(r["rel_error"]) <= r["tolerance"]
