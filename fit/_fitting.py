@@ -77,7 +77,6 @@ def fit_least_squares(predict: Callable[[dict], jnp.ndarray], params: list[Param
         gauss_newton_steps: damped Gauss-Newton refinements after Adam.
     """
     y = jnp.log(jnp.asarray(measurements, float))
-    names = [p.name for p in params]
 
     def unpack(z):
         return {p.name: TRANSFORMS[p.transform][1](z[i]) for i, p in enumerate(params)}

@@ -2,7 +2,7 @@
 
 Model, per op row and instance (all SI; see docs/models.md for the derivation):
 
-    peak      = peak FLOP/s of the narrowest datapath with bits >= compute_bits
+    peak      = peak FLOP/s of the fastest datapath with bits >= compute_bits
                 (matmul rows; element-wise rows use the fp32 vector datapath)
     tiles     = groups * ceil(m / tile_m) * ceil(n / tile_n)   (output tiles)
     waves     = tiles / units;   wave_eff = waves / ceil(waves)  (wave quantization)
@@ -38,8 +38,8 @@ from perfmodel._report import Report, roofline_report, unpermute_rows
 from perfmodel._smooth import smooth_ceil, smooth_relu, smooth_step
 from perfmodel._target import AbstractTarget, check_positive_leaves, format_bytes, is_traced
 
-#: Datapaths a device may have, and their operand bits, narrowest first (the order in
-#: which `compute_bits` picks one; int8 before fp8 at equal width).
+#: Datapaths a device may have, and their operand bits. A row runs on the fastest
+#: datapath whose width holds its `compute_bits`.
 DATATYPE_BITS = {"int4": 4.0, "int8": 8.0, "fp8": 8.0, "fp16": 16.0, "fp32": 32.0}
 #: Rows of these kinds run on matrix units (tensor cores / SIMD dot products).
 MATMUL_KINDS = frozenset({
@@ -49,6 +49,9 @@ MATMUL_KINDS = frozenset({
 MMA_M = 16.0
 #: Width (in bits) of the smooth step that decides if a datapath can hold compute_bits.
 _BITS_STEP_WIDTH = 0.05
+#: Exponent of the soft-argmax over eligible datapath peaks (a 2x faster datapath gets
+#: 2^20 times the weight). Dimensionless, chosen.
+PEAK_SHARPNESS = 20.0
 #: Exponent of per-FLOP energy in operand bits (assumed linear: operand delivery
 #: dominates datapath energy in GPUs; Horowitz 45 nm multipliers alone scale ~bits^2).
 ENERGY_BITS_EXPONENT = 1.0
@@ -144,20 +147,22 @@ class XPU(AbstractTarget):
                     f"is configured; reduce batch/context/bits or add an [offload] tier.")
 
     # ------------------------------------------------------------------ the model
-    def datatype_weights(self, compute_bits, *, hard: bool):
-        """[rows, dtypes] one-hot (soft when smooth) of the narrowest datapath that holds
-        ``compute_bits``. Depends on the ops only, so vmap over designs computes it once."""
-        order = sorted(range(len(self.datatypes)),
-                       key=lambda i: DATATYPE_BITS[self.datatypes[i]])
-        bits = jnp.asarray([DATATYPE_BITS[self.datatypes[i]] for i in order])
+    def datapath_peak(self, compute_bits, *, hard: bool):
+        """[rows] peak FLOP/s of the fastest datapath whose operand width holds
+        ``compute_bits`` (e.g. 8-bit compute on a V100 uses its fp16 tensor cores, not
+        the slower int8 dp4a path).
+
+        Smooth form: a soft-argmax over the eligible datapaths weighted by
+        ``(peak / max peak)^PEAK_SHARPNESS``: a convex combination, so it never exceeds
+        the true maximum, and ties (H100 int8 = fp8) give the tied value exactly."""
+        bits = jnp.asarray([DATATYPE_BITS[d] for d in self.datatypes])
         eligible = smooth_step(bits[None, :] - compute_bits[:, None] + 0.5, _BITS_STEP_WIDTH,
-                               hard=hard)
-        # weight of d = eligible_d * prod_{narrower d'} (1 - eligible_d')
-        not_before = jnp.cumprod(1.0 - eligible, axis=1)
-        first = eligible * jnp.concatenate(
-            [jnp.ones_like(not_before[:, :1]), not_before[:, :-1]], axis=1)
-        inverse = np.argsort(order)
-        return first[:, inverse]
+                               hard=hard)  # [rows, dtypes], depends on the ops only
+        if hard:
+            return jnp.max(eligible * self.peak_flops[None, :], axis=1)
+        q = (self.peak_flops / jnp.max(self.peak_flops)) ** PEAK_SHARPNESS
+        return (jnp.sum(eligible * (q * self.peak_flops)[None, :], axis=1)
+                / jnp.sum(eligible * q[None, :], axis=1))
 
     def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
         if mapping is not None:
@@ -183,8 +188,7 @@ class XPU(AbstractTarget):
         t_parts, l2_parts = [], []
         if n_mm:
             m, n, k = ops.m[mm], ops.n[mm], ops.k[mm]
-            w = self.datatype_weights(ops.compute_bits[mm], hard=hard)
-            peak = jnp.sum(w * self.peak_flops[None, :], axis=1)
+            peak = self.datapath_peak(ops.compute_bits[mm], hard=hard)
             tiles_m = smooth_ceil(m * (1.0 / self.tile_m), hard=hard)
             tiles_n = smooth_ceil(n * (1.0 / self.tile_n), hard=hard)
             waves = ops.groups[mm] * tiles_m * tiles_n * (1.0 / self.units)

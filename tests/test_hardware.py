@@ -4,7 +4,6 @@ every float leaf can be scaled by [0.5, 2] and stays a valid design."""
 import copy
 import math
 import pathlib
-import tomllib
 
 import equinox as eqx
 import jax
@@ -13,6 +12,11 @@ import pytest
 
 import perfmodel as pm
 from perfmodel import ModelInputError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 PRESET_DIR = pathlib.Path(pm.hardware.__file__).parent / "presets"
 NAMES = pm.hardware.list_presets()
