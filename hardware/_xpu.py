@@ -49,10 +49,6 @@ MATMUL_KINDS = frozenset({
 MMA_M = 16.0
 #: Width (in bits) of the smooth step that decides if a datapath can hold compute_bits.
 _BITS_STEP_WIDTH = 0.05
-#: Exponent of the soft-argmax over eligible datapath peaks (a 2x faster datapath gets
-#: 2^16 times the weight). Dimensionless, chosen.
-PEAK_SHARPNESS = 16.0  # = 2^4, computed by four squarings
-_PEAK_RATIO_FLOOR = 0.05
 #: Exponent of per-FLOP energy in operand bits (assumed linear: operand delivery
 #: dominates datapath energy in GPUs; Horowitz 45 nm multipliers alone scale ~bits^2).
 ENERGY_BITS_EXPONENT = 1.0
@@ -153,22 +149,14 @@ class XPU(AbstractTarget):
         ``compute_bits`` (e.g. 8-bit compute on a V100 uses its fp16 tensor cores, not
         the slower int8 dp4a path).
 
-        Smooth form: a soft-argmax over the eligible datapaths weighted by
-        ``(peak / fastest eligible peak)^PEAK_SHARPNESS``: a convex combination, so it never exceeds
-        the true maximum, and ties (H100 int8 = fp8) give the tied value exactly."""
+        Eligibility is a smooth step in bits (exact with ``hard``); the choice among
+        eligible datapaths is the exact maximum of their peaks in both modes: it is
+        continuous in the parameters (kinks only where two peaks tie) and costs a
+        compare per datapath, where a soft-argmax halved the benchmark's throughput."""
         bits = jnp.asarray([DATATYPE_BITS[d] for d in self.datatypes])
         eligible = smooth_step(bits[None, :] - compute_bits[:, None] + 0.5, _BITS_STEP_WIDTH,
                                hard=hard)  # [rows, dtypes], depends on the ops only
-        if hard:
-            return jnp.max(eligible * self.peak_flops[None, :], axis=1)
-        # ratio to the row's fastest eligible peak, clipped to [0.05, 1]: the fastest
-        # gets weight ~1, so nothing underflows (0.05^16 ~ 1e-21 in float32)
-        fastest = jnp.max(eligible * self.peak_flops[None, :], axis=1, keepdims=True)
-        ratio = jnp.clip(self.peak_flops[None, :] / fastest, _PEAK_RATIO_FLOOR, 1.0)
-        for _ in range(4):  # ratio ** 16 by squaring: no transcendental on the hot path
-            ratio = ratio * ratio
-        w = eligible * ratio
-        return jnp.sum(w * self.peak_flops[None, :], axis=1) / jnp.sum(w, axis=1)
+        return jnp.max(eligible * self.peak_flops[None, :], axis=1)
 
     def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
         if mapping is not None:

@@ -186,7 +186,7 @@ def test_datatype_peak_selection(a100):
     v100 = pm.hardware.preset("v100")  # fp32, fp16 tensor, int8 dp4a only
     assert t(v100, 4.0) == pytest.approx(t(v100, 8.0), rel=1e-5)
     assert t(v100, 8.0) == pytest.approx(t(v100, 16.0), rel=1e-5)
-    # smooth mode agrees (soft-argmax over eligible peaks), ties included (H100 int8=fp8)
+    # smooth mode agrees (smooth eligibility in bits), ties included (H100 int8 = fp8)
     h100 = pm.hardware.preset("h100-sxm")
     for hw in (a100, v100, h100):
         for bits in (4.0, 8.0, 16.0):
