@@ -126,13 +126,11 @@ def with_device_parameters(hw, values: dict):
 
 def harness_launches(ops, values: dict):
     """Launch counts of the LLMCompass harness per row (fitted and known multipliers)."""
-    per_kind = dict(HARNESS_FIXED_LAUNCHES)
-    per_name = {}
+    per_key = dict(HARNESS_FIXED_LAUNCHES)  # keyed by row name or op kind
     for key in ("attn_softmax", "norm", "ffn_act"):
-        per_kind[key] = values[f"launches_{key}"]
-    launches = []
-    for name, kind in zip(ops.names, ops.kinds):
-        launches.append(per_name.get(name, per_kind.get(name, per_kind.get(kind, 1.0))))
+        per_key[key] = values[f"launches_{key}"]
+    launches = [per_key.get(name, per_key.get(kind, 1.0))
+                for name, kind in zip(ops.names, ops.kinds)]
     return jnp.stack([jnp.asarray(x, float) for x in launches])
 
 
