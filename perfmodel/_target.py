@@ -41,20 +41,19 @@ def _leaf_paths(tree):
         yield jax.tree_util.keystr(path).lstrip("."), leaf
 
 
-def check_positive_leaves(tree, label: str, *, allow_zero: tuple[str, ...] = ()) -> None:
-    """Every float leaf of ``tree`` finite and > 0 (or >= 0 for names in ``allow_zero``)."""
+def check_positive_leaves(tree, label: str) -> None:
+    """Every float leaf of ``tree`` finite and > 0."""
     for path, leaf in _leaf_paths(tree):
         if is_traced(leaf):
             continue
         arr = np.asarray(leaf)
         if not np.issubdtype(arr.dtype, np.floating):
             continue
-        lo_ok = arr >= 0 if path.split(".")[-1] in allow_zero else arr > 0
+        lo_ok = arr > 0
         if not np.all(np.isfinite(arr)) or not np.all(lo_ok):
             bad = arr[~(np.isfinite(arr) & lo_ok)].ravel()[0]
-            bound = ">= 0" if path.split(".")[-1] in allow_zero else "> 0"
             raise ModelInputError(
-                f"{label}.{path} = {bad!r} is invalid; it must be finite and {bound}.")
+                f"{label}.{path} = {bad!r} is invalid; it must be finite and > 0.")
 
 
 def is_traced(x) -> bool:

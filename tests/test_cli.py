@@ -105,22 +105,19 @@ def test_predict_json_llm(capsys, hardware, phase, tokens):
     assert d.get("hardware", hardware) == hardware
 
 
-def test_predict_json_default_phase_is_decode(capsys):
-    rc, out, err = run_cli(capsys, "predict", "--hardware", "a100-80gb", "--workload",
-                           "llama-2-7b", "--batch", 2, "--json")
+@pytest.mark.parametrize("args, batch", [
+    # default phase is decode
+    (("--hardware", "a100-80gb", "--workload", "llama-2-7b", "--batch", 2), 2),
+    # MoE, 4-bit weights, exact model
+    (("--hardware", "h100-sxm", "--workload", "mixtral-8x7b", "--batch", 8, "--wbits", 4,
+      "--exact"), 8),
+])
+def test_predict_json_decode_tokens_per_s(capsys, args, batch):
+    rc, out, err = run_cli(capsys, "predict", *args, "--json")
     assert rc == 0, err
     d = json.loads(out)
     _check_report(d)
-    assert d["tokens_per_s"] == pytest.approx(2 / d["latency_s"], rel=1e-5)
-
-
-def test_predict_json_moe_and_exact(capsys):
-    rc, out, err = run_cli(capsys, "predict", "--hardware", "h100-sxm", "--workload",
-                           "mixtral-8x7b", "--batch", 8, "--wbits", 4, "--exact", "--json")
-    assert rc == 0, err
-    d = json.loads(out)
-    _check_report(d)
-    assert d["tokens_per_s"] == pytest.approx(8 / d["latency_s"], rel=1e-5)
+    assert d["tokens_per_s"] == pytest.approx(batch / d["latency_s"], rel=1e-5)
 
 
 def test_predict_json_cnn_on_cpu(capsys):
