@@ -1,38 +1,89 @@
-"""Published claims (fit/data/claims.csv) and `reproduce`: predicted vs published.
+"""Published claims (fit/data/claims/*.csv) and `reproduce`: predicted vs published.
 
-A claim names a system (a hardware preset), optionally a baseline, a workload phase
-and a metric. Ratio metrics (``speedup``, ``energy_efficiency_gain``) evaluate both
-systems on the same workload. Each claim carries the tolerance its test asserts and the
-source of the published number.
+A claim names a system (a hardware preset), optionally a baseline preset, a workload
+phase and a metric. Ratio metrics (``speedup``, ``energy_efficiency_gain``, ...) evaluate
+both systems on the same ops. Each claim carries the tolerance its test asserts, the
+source of the published number and, when the model is known not to reproduce it, a
+``known_miss`` reason with the measured error (the test then expects the miss).
+
+Columns: id, system, baseline, workload, phase, batch, prompt, context, generate, wbits,
+abits, kvbits, options, metric, published, unit, tolerance, source, notes, known_miss.
+
+- ``workload`` and ``batch`` may list several values separated by ``|``: the claim is
+  evaluated on every combination and the per-case metrics are combined by the option
+  ``aggregate`` (``mean``, ``geomean``, ``min``, ``max``; default ``mean``). This is how
+  "average over 12 models" or "range over batch 1-16" claims are written.
+- ``options`` is ``key=value;...``: ``m, n, k`` for a single GEMM, ``aggregate``, and any
+  other keyword of the workload's phase method (e.g. ``attention=standard``).
+- ``phase`` names a method of the workload (``decode``, ``prefill``, ``request``,
+  ``inference`` for CNNs, or any other phase method a workload provides), or ``kernel``
+  for a single GEMM.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
+import itertools
+import math
 import pathlib
 
 from perfmodel._errors import ModelInputError
 
 DATA_DIR = pathlib.Path(__file__).parent / "data"
-CLAIMS_FILE = DATA_DIR / "claims.csv"
+CLAIMS_DIR = DATA_DIR / "claims"
 
-#: metric -> (function of (report, ops) for a single system, is it a ratio of two)
+#: metric -> function of (report, ops, system preset name) for a single system
 SINGLE_METRICS = {
-    "achieved_tflops": lambda rep, ops: float(ops.total_flops / rep.latency) / 1e12,
-    "latency_ms": lambda rep, ops: float(rep.latency) * 1e3,
-    "tokens_per_s": lambda rep, ops: float(rep.tokens_per_s),
-    "tokens_per_j": lambda rep, ops: float(1.0 / rep.energy_per_token),
-    "energy_per_token_j": lambda rep, ops: float(rep.energy_per_token),
+    "achieved_tflops": lambda rep, ops, name: float(ops.total_flops / rep.latency) / 1e12,
+    "latency_ms": lambda rep, ops, name: float(rep.latency) * 1e3,
+    "tokens_per_s": lambda rep, ops, name: float(rep.tokens_per_s),
+    "tokens_per_j": lambda rep, ops, name: float(1.0 / rep.energy_per_token),
+    "energy_per_token_j": lambda rep, ops, name: float(rep.energy_per_token),
+    "power_w": lambda rep, ops, name: float(rep.power),
+    "area_mm2": lambda rep, ops, name: float(rep.area) * 1e6,
 }
+
+
+def _tokens_per_dollar(rep, name):
+    from perfmodel import hardware
+
+    return float(rep.tokens_per_s) / hardware.price(name)
+
+
+#: metric -> function of (system report, baseline report, system name, baseline name)
 RATIO_METRICS = {
-    "speedup": lambda s, b: float(s.tokens_per_s / b.tokens_per_s),
-    "energy_efficiency_gain": lambda s, b: float(b.energy_per_token / s.energy_per_token),
+    "speedup": lambda s, b, sn, bn: float(s.tokens_per_s / b.tokens_per_s),
+    "energy_efficiency_gain": lambda s, b, sn, bn: float(b.energy_per_token
+                                                         / s.energy_per_token),
+    "area_reduction": lambda s, b, sn, bn: float(b.area / s.area),
+    "tokens_per_dollar_gain": lambda s, b, sn, bn: (_tokens_per_dollar(s, sn)
+                                                    / _tokens_per_dollar(b, bn)),
+}
+
+AGGREGATES = {
+    "mean": lambda v: sum(v) / len(v),
+    "geomean": lambda v: math.exp(sum(math.log(x) for x in v) / len(v)),
+    "min": min,
+    "max": max,
 }
 
 
 def load_claims(path=None) -> list[dict]:
-    with pathlib.Path(path or CLAIMS_FILE).open() as f:
-        return list(csv.DictReader(f))
+    """All claims: every CSV in fit/data/claims/ (or the one file ``path``)."""
+    files = [pathlib.Path(path)] if path else sorted(CLAIMS_DIR.glob("*.csv"))
+    rows = []
+    for f in files:
+        with f.open() as fh:
+            for row in csv.DictReader(fh):
+                row.setdefault("known_miss", "")
+                row["file"] = f.name
+                rows.append(row)
+    ids = [r["id"] for r in rows]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ModelInputError(f"claim ids must be unique; repeated: {dup}.")
+    return rows
 
 
 def _num(row, key, default=None):
@@ -40,56 +91,89 @@ def _num(row, key, default=None):
     return float(v) if v not in ("", None) else default
 
 
-def claim_ops(row: dict):
-    """The `Ops` a claim is evaluated on."""
+def _options(row) -> dict:
+    opts = {}
+    for kv in row.get("options", "").split(";"):
+        if not kv:
+            continue
+        key, _, value = kv.partition("=")
+        try:
+            opts[key] = float(value) if key != "tensor_parallel" else int(value)
+        except ValueError:
+            opts[key] = value
+    return opts
+
+
+def _cases(row) -> list[tuple[str, float | None]]:
+    workloads = row["workload"].split("|")
+    batches = [float(b) for b in row["batch"].split("|")] if row.get("batch") else [None]
+    return list(itertools.product(workloads, batches))
+
+
+def claim_ops(row: dict, workload: str | None = None, batch: float | None = None):
+    """The `Ops` a claim is evaluated on (for one of its cases)."""
     from perfmodel import workloads
 
-    opts = dict(kv.split("=", 1) for kv in row.get("options", "").split(";") if kv)
+    opts = {k: v for k, v in _options(row).items() if k != "aggregate"}
     abits = _num(row, "abits", 16.0)
-    if row["workload"] == "gemm":
-        return workloads.gemm(float(opts["m"]), float(opts["n"]), float(opts["k"]), bits=abits)
-    wl = workloads.preset(row["workload"])
-    bits = dict(wbits=_num(row, "wbits"), abits=abits, kvbits=_num(row, "kvbits", 16.0))
-    extra = {}
-    if "attention" in opts:
-        extra["attention"] = opts["attention"]
-    if "tensor_parallel" in opts:
-        extra["tensor_parallel"] = int(opts["tensor_parallel"])
+    workload = workload or row["workload"].split("|")[0]
+    if batch is None:
+        batch = float(row["batch"].split("|")[0]) if row.get("batch") else 1.0
+    if workload == "gemm":
+        return workloads.gemm(opts["m"], opts["n"], opts["k"], bits=abits)
+    wl = workloads.preset(workload)
     phase = row["phase"]
-    b = _num(row, "batch", 1.0)
-    if phase == "decode":
-        return wl.decode(b, _num(row, "context"), **bits, **extra)
-    if phase == "prefill":
-        return wl.prefill(b, _num(row, "prompt"), **bits, **extra)
-    if phase == "request":
-        return wl.request(b, _num(row, "prompt"), _num(row, "generate"), **bits, **extra)
-    if phase == "inference":
-        return wl.inference(b, wbits=bits["wbits"] or 16.0, abits=abits)
-    raise ModelInputError(f"claim {row['id']}: phase {phase!r} is not supported.")
+    if phase == "inference":  # CNN
+        return wl.inference(batch, wbits=_num(row, "wbits", 16.0), abits=abits, **opts)
+    method = getattr(wl, phase, None)
+    if method is None or phase.startswith("_"):
+        raise ModelInputError(f"claim {row['id']}: workload {workload!r} has no phase "
+                              f"{phase!r}.")
+    kw = dict(wbits=_num(row, "wbits"), abits=abits, kvbits=_num(row, "kvbits", 16.0))
+    params = inspect.signature(method).parameters
+    for key in ("prompt", "context", "generate"):
+        if key in params and row.get(key):
+            kw[key] = _num(row, key)
+    return method(batch, **kw, **opts)
+
+
+def _metric(row, workload, batch) -> float:
+    from perfmodel import evaluate, hardware
+
+    ops = claim_ops(row, workload, batch)
+    metric = row["metric"]
+    system = hardware.preset(row["system"])
+    system.check(ops)
+    rep = evaluate(system, ops, hard=True)
+    if metric in RATIO_METRICS:
+        base_rep = evaluate(hardware.preset(row["baseline"]), ops, hard=True)
+        return RATIO_METRICS[metric](rep, base_rep, row["system"], row["baseline"])
+    if metric in SINGLE_METRICS:
+        return SINGLE_METRICS[metric](rep, ops, row["system"])
+    raise ModelInputError(f"claim {row['id']}: unknown metric {metric!r}; valid: "
+                          f"{sorted(SINGLE_METRICS) + sorted(RATIO_METRICS)}.")
 
 
 def evaluate_claim(row: dict) -> dict:
-    from perfmodel import evaluate, hardware
-
-    ops = claim_ops(row)
-    metric = row["metric"]
-    sys_rep = evaluate(hardware.preset(row["system"]), ops, hard=True)
-    if metric in RATIO_METRICS:
-        base_rep = evaluate(hardware.preset(row["baseline"]), ops, hard=True)
-        predicted = RATIO_METRICS[metric](sys_rep, base_rep)
-    elif metric in SINGLE_METRICS:
-        predicted = SINGLE_METRICS[metric](sys_rep, ops)
-    else:
-        raise ModelInputError(f"claim {row['id']}: unknown metric {metric!r}; valid: "
-                              f"{sorted(SINGLE_METRICS) + sorted(RATIO_METRICS)}.")
+    """Predicted vs published for one claim row (exact mode, ``hard=True``)."""
+    agg = _options(row).get("aggregate", "mean")
+    if agg not in AGGREGATES:
+        raise ModelInputError(f"claim {row['id']}: aggregate = {agg!r}; valid: "
+                              f"{sorted(AGGREGATES)}.")
+    cases = _cases(row)
+    values = [_metric(row, w, b) for w, b in cases]
+    predicted = AGGREGATES[agg](values)
     published = float(row["published"])
     rel = predicted / published - 1.0
     tol = float(row["tolerance"])
     return {
         "id": row["id"], "system": row["system"], "baseline": row["baseline"] or None,
-        "workload": row["workload"], "metric": metric, "published": published,
+        "workload": row["workload"], "metric": row["metric"], "published": published,
         "predicted": predicted, "rel_error": rel, "tolerance": tol,
         "passed": abs(rel) <= tol, "source": row["source"],
+        "known_miss": row.get("known_miss", ""),
+        "cases": [{"workload": w, "batch": b, "value": v}
+                  for (w, b), v in zip(cases, values)] if len(cases) > 1 else None,
     }
 
 
@@ -98,6 +182,7 @@ def reproduce(system: str | None = None, path=None) -> list[dict]:
 
     Other arguments:
         system: only claims of this system (a preset name).
+        path: a claims CSV file instead of fit/data/claims/*.csv.
     """
     from perfmodel import hardware
 
@@ -109,8 +194,5 @@ def reproduce(system: str | None = None, path=None) -> list[dict]:
                 f"no published claims for system {system!r}; systems with claims: "
                 f"{', '.join(sorted({r['system'] for r in rows}))}.")
         rows = [r for r in rows if r["system"] == system]
-    out = []
-    for row in rows:
-        if row["system"] in known and (not row["baseline"] or row["baseline"] in known):
-            out.append(evaluate_claim(row))
-    return out
+    return [evaluate_claim(row) for row in rows
+            if row["system"] in known and (not row["baseline"] or row["baseline"] in known)]

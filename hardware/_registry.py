@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import pathlib
 
 import jax.numpy as jnp
@@ -83,16 +84,89 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
     return hw
 
 
-_FAMILIES = {"xpu": xpu_from_spec}
+#: Spec ``family`` -> builder ``(data, label) -> target``, or the module that defines
+#: ``from_spec(data, label)`` (imported on first use). Adding a family: one module in
+#: hardware/ and one line here.
+_FAMILIES = {
+    "xpu": xpu_from_spec,
+    "dram-pim": "perfmodel.hardware._dram_pim",
+    "system": "perfmodel.hardware._system",
+    "lut": "perfmodel.hardware._lut",
+    "cim": "perfmodel.hardware._cim",
+    "bonded-3d": "perfmodel.hardware._bonded3d",
+    "optical": "perfmodel.hardware._optical",
+}
+
+
+def family_builder(family: str):
+    builder = _FAMILIES[family]
+    if isinstance(builder, str):
+        builder = importlib.import_module(builder).from_spec
+    return builder
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(
+            out.get(k), dict) else v
+    return out
+
+
+def resolve_extends(data: dict, label: str, _seen=()) -> dict:
+    """A spec with ``extends = "preset"`` is that preset's spec with this one's fields
+    merged over it (tables merge key by key; ``name``, ``title`` and ``bibtex`` are
+    this spec's own). Used for variants of a system (e.g. blocked vs concurrent mode)."""
+    parent = data.get("extends")
+    if parent is None:
+        return data
+    if parent not in list_presets():
+        hint = closest_names(str(parent), list_presets())
+        raise ModelInputError(
+            f"{label}: extends = {parent!r} is not a hardware preset"
+            + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "."))
+    if parent in _seen:
+        raise ModelInputError(f"{label}: extends forms a cycle through {parent!r}.")
+    base = resolve_extends(load_spec_file(PRESET_DIR / f"{parent}.toml"), parent,
+                           _seen + (parent,))
+    base = {k: v for k, v in base.items() if k not in ("extends", "sources")}
+    merged = _deep_merge(base, {k: v for k, v in data.items() if k != "extends"})
+    merged["sources"] = {**spec_sources(parent), **data.get("sources", {})}
+    return merged
+
+
+#: Prices of presets that carry a [cost] section (USD), for tokens-per-dollar metrics.
+_PRICES: dict[str, float] = {}
+
+
+def _take_cost(data: dict, label: str) -> dict:
+    """Remove the family-independent [cost] section (price in USD) and record it."""
+    cost = data.get("cost")
+    if cost is None:
+        return data
+    r = SpecReader({"cost": cost}, label)
+    price = r.number("cost", "price", unit="_usd")
+    r.finish()
+    _PRICES[str(data.get("name"))] = price
+    return {k: v for k, v in data.items() if k != "cost"}
+
+
+def price(name: str) -> float:
+    """Purchase price (USD) of a preset with a [cost] section (tokens-per-dollar claims)."""
+    preset(name)
+    if name not in _PRICES:
+        raise ModelInputError(f"hardware {name!r} has no [cost] price_usd in its spec.")
+    return _PRICES[name]
 
 
 def from_spec(data: dict, label: str = "hardware spec"):
     """Build a target from a parsed spec dict (dispatch on ``family``)."""
+    data = _take_cost(resolve_extends(data, label), label)
     family = data.get("family")
     if family not in _FAMILIES:
         raise ModelInputError(
             f"{label}: family = {family!r} is not supported; valid: {sorted(_FAMILIES)}.")
-    return _FAMILIES[family](data, label)
+    return family_builder(family)(data, label)
 
 
 def load(path):
@@ -124,5 +198,9 @@ def preset(name: str):
 
 
 def spec_sources(name: str) -> dict:
-    """The [sources] table of a preset: where each number comes from."""
-    return load_spec_file(PRESET_DIR / f"{name}.toml").get("sources", {})
+    """The [sources] table of a preset (its parent's too, when it ``extends`` one):
+    where each number comes from."""
+    data = load_spec_file(PRESET_DIR / f"{name}.toml")
+    if "extends" in data:
+        return resolve_extends(data, name)["sources"]
+    return data.get("sources", {})

@@ -34,9 +34,9 @@ from jaxtyping import Array, Float
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
-from perfmodel._report import Report, roofline_report, unpermute_rows
+from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_relu, smooth_step
-from perfmodel._target import AbstractTarget, check_positive_leaves, format_bytes, is_traced
+from perfmodel._target import AbstractUnit, check_positive_leaves, format_bytes, is_traced
 
 #: Datapaths a device may have, and their operand bits. A row runs on the fastest
 #: datapath whose width holds its `compute_bits`.
@@ -79,7 +79,7 @@ class MemoryLevel(eqx.Module):
         return from_odds(self.odds)
 
 
-class XPU(AbstractTarget):
+class XPU(AbstractUnit):
     """A GPU or CPU: datatype-dependent peaks, a DRAM + L2 hierarchy, an optional offload
     tier (host DRAM or flash) and an interconnect for collectives.
 
@@ -158,7 +158,7 @@ class XPU(AbstractTarget):
                                hard=hard)  # [rows, dtypes], depends on the ops only
         return jnp.max(eligible * self.peak_flops[None, :], axis=1)
 
-    def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
+    def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
         if mapping is not None:
             raise ModelInputError("the xpu target has no mapping choices; pass mapping=None.")
         # Static row partition: matmul rows first, then element-wise rows, so the
@@ -221,17 +221,16 @@ class XPU(AbstractTarget):
             overhead = overhead + jnp.where(is_comm, self.link_latency, 0.0)
 
         e_flop = self.energy_per_flop * (ops.compute_bits / 16.0) ** ENERGY_BITS_EXPONENT
-        energy_terms = ops.count[:, None] * jnp.stack([
+        energy_terms = jnp.stack([
             ops.flops * e_flop,
             dram_bytes * 8.0 * self.dram.energy_per_bit,
             l2_bytes * 8.0 * self.l2.energy_per_bit,
             e_off,
             ops.comm_bytes * 8.0 * self.link_energy_per_bit,
         ], axis=1)
-        report = roofline_report(
-            ops, time_terms=jnp.stack(terms, axis=1), components=tuple(names),
-            overhead=overhead, energy_terms=energy_terms,
-            energy_components=("compute", "dram", "l2", "offload", "interconnect"),
-            static_power=self.static_power, hard=hard, target=self.name)
-        return report if identity else unpermute_rows(report, perm)
-
+        cost = Cost(
+            time_terms=jnp.stack(terms, axis=1), overhead=overhead,
+            energy_terms=energy_terms, static_power=self.static_power, area=None,
+            components=tuple(names),
+            energy_components=("compute", "dram", "l2", "offload", "interconnect"))
+        return cost if identity else cost.take(np.argsort(perm))

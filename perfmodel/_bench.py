@@ -84,13 +84,58 @@ def time_genz_decode(batch: int = 8, context: int = 2048, repeats: int = 5) -> d
         return None
 
 
-def run(designs: int = 100_000, repeats: int = 3, *, hardware: str = "a100-80gb",
-        workload: str = "llama-2-7b", genz: bool = True, seed: int = 0) -> dict:
-    """Run the benchmark; returns a JSON-ready dict of figures."""
-    from perfmodel import evaluate, hardware as hw_mod, sweep, workloads
+#: The default case: Llama-2-7B decode, batch 8, context 2048, on the A100 xPU.
+DEFAULT_CASE = dict(hardware="a100-80gb", workload="llama-2-7b", phase="decode",
+                    batch=8.0, context=2048.0)
 
+
+def bench_cases() -> list[dict]:
+    """One benchmark case per target family: the xPU default, plus each family module's
+    ``BENCH_CASE`` (a dict of hardware preset, workload, phase and its arguments)."""
+    import importlib
+
+    from perfmodel.hardware._registry import _FAMILIES
+
+    cases = [DEFAULT_CASE]
+    for family, builder in _FAMILIES.items():
+        if isinstance(builder, str):
+            try:
+                mod = importlib.import_module(builder)
+            except ModuleNotFoundError:
+                continue
+            case = getattr(mod, "BENCH_CASE", None)
+            if case is not None:
+                cases.append(dict(case))
+    return cases
+
+
+def case_ops(case: dict):
+    """The `Ops` of a benchmark case."""
+    from perfmodel import workloads
+
+    wl = workloads.preset(case["workload"])
+    kw = {k: v for k, v in case.items()
+          if k not in ("hardware", "workload", "phase", "batch")}
+    return getattr(wl, case.get("phase", "decode"))(case.get("batch", 1.0), **kw)
+
+
+def case_label(case: dict) -> str:
+    extra = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in case.items() if k not in ("hardware", "workload", "phase"))
+    return f"{case['workload']} {case.get('phase', 'decode')} ({extra})"
+
+
+def run(designs: int = 100_000, repeats: int = 3, *, case: dict | None = None,
+        genz: bool = True, seed: int = 0) -> dict:
+    """Run the benchmark of one case (default `DEFAULT_CASE`); returns a JSON-ready dict
+    of figures."""
+    from perfmodel import evaluate, hardware as hw_mod, sweep
+
+    case = dict(case or DEFAULT_CASE)
+    hardware = case["hardware"]
     hw = hw_mod.preset(hardware)
-    ops = workloads.preset(workload).decode(8.0, 2048.0)
+    ops = case_ops(case)
+    hw.check(ops)
     batch, static = random_designs(hw, designs, jax.random.PRNGKey(seed))
 
     def latency(p):
@@ -115,7 +160,7 @@ def run(designs: int = 100_000, repeats: int = 3, *, hardware: str = "a100-80gb"
     jax.block_until_ready(single(one))
     t_single = _time(single, one, repeats=50)
     out = {
-        "hardware": hardware, "workload": f"{workload} decode batch 8 context 2048",
+        "hardware": hardware, "workload": case_label(case),
         "rows": ops.rows, "designs": designs, "device": jax.devices()[0].device_kind,
         "cpu_count": os.cpu_count(),
         "evals_per_s": max(designs / t, designs / t_plain), "evals_per_s_grad": designs / tg,
@@ -125,7 +170,7 @@ def run(designs: int = 100_000, repeats: int = 3, *, hardware: str = "a100-80gb"
         "single_eval_s": t_single, "all_finite": bool(np.all(np.isfinite(lat))),
         "latency_s_median": float(np.median(lat)),
     }
-    if genz:
+    if genz and case == DEFAULT_CASE:
         gz = time_genz_decode()
         out["genz"] = gz
         if gz is not None:

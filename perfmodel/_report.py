@@ -120,6 +120,52 @@ class Report(eqx.Module):
         return d
 
 
+class Cost(eqx.Module):
+    """Per-row cost of an ops table on one unit, before the rows are combined.
+
+    What a roofline target computes and what a heterogeneous `System` needs from each
+    of its units to place ops: per row and *per instance* (``count`` not applied),
+
+    - ``time_terms`` [rows, C] (s): time each overlapping component alone would take;
+    - ``overhead`` [rows] (s): time that does not overlap (launch, sync, latency);
+    - ``energy_terms`` [rows, E] (J): dynamic energy by component;
+
+    and per design ``static_power`` (W) and ``area`` (m^2, or None).
+    """
+
+    time_terms: Float[Array, "rows comp"]
+    overhead: Float[Array, " rows"]
+    energy_terms: Float[Array, "rows ecomp"]
+    static_power: Float[Array, ""]
+    area: Float[Array, ""] | None
+    components: tuple[str, ...] = eqx.field(static=True)
+    energy_components: tuple[str, ...] = eqx.field(static=True)
+
+    def op_time(self, *, hard: bool):
+        """[rows] seconds per instance: smooth max of the components plus overhead."""
+        return smooth_maximum(self.time_terms, axis=1, hard=hard) + self.overhead
+
+    def op_energy(self):
+        """[rows] dynamic joules per instance."""
+        return jnp.sum(self.energy_terms, axis=1)
+
+    def take(self, indices) -> "Cost":
+        """Rows at the static ``indices`` (e.g. to undo an internal row permutation)."""
+        idx = np.asarray(indices, dtype=int)
+        return dataclasses.replace(self, time_terms=self.time_terms[idx],
+                                   overhead=self.overhead[idx],
+                                   energy_terms=self.energy_terms[idx])
+
+
+def report_from_cost(ops: Ops, cost: Cost, *, hard: bool, target: str = "") -> Report:
+    """The `Report` of a single unit running every row: `roofline_report` of ``cost``."""
+    return roofline_report(
+        ops, time_terms=cost.time_terms, components=cost.components, overhead=cost.overhead,
+        energy_terms=ops.count[:, None] * cost.energy_terms,
+        energy_components=cost.energy_components, static_power=cost.static_power,
+        hard=hard, area=cost.area, target=target)
+
+
 def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
                     energy_components, static_power, hard: bool, area=None,
                     target: str = "") -> Report:
@@ -157,14 +203,3 @@ def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
         energy_components=tuple(energy_components),
         target=target,
     )
-
-
-def unpermute_rows(report: Report, perm) -> Report:
-    """A report computed on rows ``ops.take(perm)``, put back in the original row order
-    (targets may reorder rows internally, e.g. to group matmuls)."""
-    inv = np.argsort(np.asarray(perm))
-    return dataclasses.replace(
-        report, op_time=report.op_time[inv], op_energy=report.op_energy[inv],
-        time_terms=report.time_terms[inv], energy_terms=report.energy_terms[inv],
-        bound=report.bound[inv], names=tuple(report.names[i] for i in inv),
-        kinds=tuple(report.kinds[i] for i in inv))

@@ -11,6 +11,7 @@ import numpy as np
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
+from perfmodel._report import Cost, report_from_cost
 
 
 class AbstractTarget(eqx.Module):
@@ -33,6 +34,23 @@ class AbstractTarget(eqx.Module):
         here (e.g. it does not fit and no offload tier exists). Default: every float leaf
         must be finite and positive."""
         check_positive_leaves(self, type(self).__name__)
+
+
+class AbstractUnit(AbstractTarget):
+    """A target that runs every row itself (an xPU, a PIM device, a CIM chip...).
+
+    It provides `cost` (per-row time and energy terms); `evaluate` combines them with
+    `perfmodel.roofline_report`. A heterogeneous `perfmodel.hardware.System` places rows
+    on several units using the same `cost`.
+    """
+
+    @abc.abstractmethod
+    def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
+        """Per-row, per-instance `Cost` of ``ops`` on this unit (pure, traceable)."""
+
+    def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False):
+        return report_from_cost(ops, self.cost(ops, mapping, hard=hard), hard=hard,
+                                target=self.name)
 
 
 def _leaf_paths(tree):

@@ -77,4 +77,39 @@ UNIT_SUFFIXES = {
     "_W": 1.0,
     "_GHz": 1e9,
     "_MHz": 1e6,
+    "_kHz": 1e3,
+    "_B": 1.0,
+    "_Gbps": 1e9,          # bits/s (per pin or per bond)
+    "_GOPS": 1e9,
+    "_TOPS": 1e12,
+    "_fJ": 1e-15,
+    "_fJ_per_bit": 1e-15,
+    "_pJ_per_mac": 1e-12,
+    "_fJ_per_mac": 1e-15,
+    "_nJ": 1e-9,
+    "_mW": 1e-3,
+    "_uW": 1e-6,
+    "_mW_per_mm2": 1e3,    # W/m^2
+    "_W_per_cm2": 1e4,     # W/m^2
+    "_ms": 1e-3,
+    "_s": 1.0,
+    "_mm2": 1e-6,          # m^2
+    "_um2": 1e-12,
+    "_mm": 1e-3,
+    "_um": 1e-6,
+    "_nm": 1e-9,
+    "_dB": 1.0,            # decibels stay decibels (a log ratio)
+    "_dBm": 1.0,           # decibel-milliwatts stay as such; convert with dbm_to_watts
+    "_usd": 1.0,
+    "_usd_per_mm2": 1e6,   # $/m^2
 }
+
+
+def dbm_to_watts(dbm):
+    """Optical/electrical power in dBm to watts: ``1 mW * 10^(dBm / 10)``."""
+    return 1e-3 * 10.0 ** (dbm / 10.0)
+
+
+def db_to_ratio(db):
+    """A loss or gain in dB to a linear power ratio ``10^(dB / 10)``."""
+    return 10.0 ** (db / 10.0)

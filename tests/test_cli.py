@@ -49,7 +49,7 @@ def run_cli(capsys, *args):
 def test_list(capsys, what, expected):
     rc, out, err = run_cli(capsys, "list", what)
     assert rc == 0, err
-    names = out.split()
+    names = [line.split()[0] for line in out.splitlines()]
     assert expected <= set(names)
     assert names == sorted(names)
 
