@@ -27,7 +27,7 @@ OP_KINDS = (
 _FLOAT_FIELDS = (
     "flops", "m", "n", "k", "groups", "count", "weight_bytes", "act_in_bytes", "act_out_bytes",
     "kv_read_bytes",
-    "kv_write_bytes", "comm_bytes", "compute_bits", "launches",
+    "kv_write_bytes", "comm_bytes", "compute_bits", "weight_bits", "act_bits", "launches",
 )
 
 
@@ -48,6 +48,9 @@ class Ops(eqx.Module):
     - ``kv_read_bytes``, ``kv_write_bytes``: KV-cache traffic (at the KV bit-width).
     - ``comm_bytes``: bytes each device sends over the interconnect (collectives).
     - ``compute_bits``: bit-width of the arithmetic (selects the datapath peak).
+    - ``weight_bits``, ``act_bits``: the two operand widths (stationary operand: weights,
+      or K/V for attention; streamed operand: activations). Bit-serial and lookup-table
+      targets scale with them separately. Default: ``compute_bits``.
     - ``launches``: kernel launches (or host dispatches) per instance.
 
     **Per-workload fields**: ``tokens`` (tokens produced per evaluation, for tokens/s),
@@ -69,6 +72,8 @@ class Ops(eqx.Module):
     kv_write_bytes: Float[Array, " rows"]
     comm_bytes: Float[Array, " rows"]
     compute_bits: Float[Array, " rows"]
+    weight_bits: Float[Array, " rows"]
+    act_bits: Float[Array, " rows"]
     launches: Float[Array, " rows"]
     tokens: Float[Array, ""]
     weight_footprint: Float[Array, ""]
@@ -133,7 +138,7 @@ class Ops(eqx.Module):
 def make_ops(rows: list[dict], *, tokens, weight_footprint, kv_footprint, phase: str = "",
              workload: str = "", dtype=None) -> Ops:
     """Build `Ops` from a list of per-row dicts (missing numeric fields default to 0,
-    ``count`` and ``launches`` to 1, ``n``/``k`` to 1). Values may be JAX tracers, so a
+    ``count`` and ``launches`` to 1, ``n``/``k`` to 1, operand bits to ``compute_bits``). Values may be JAX tracers, so a
     builder stays differentiable in batch, lengths and bit-widths."""
     if not rows:
         raise ValueError("make_ops needs at least one row")
@@ -146,7 +151,13 @@ def make_ops(rows: list[dict], *, tokens, weight_footprint, kv_footprint, phase:
         if r["kind"] not in OP_KINDS:
             raise ValueError(f"op kind {r['kind']!r} is not one of {OP_KINDS}")
     dtype = dtype or jnp.result_type(float)
-    cols = {f: jnp.stack([jnp.asarray(r.get(f, defaults[f]), dtype) for r in rows])
+
+    def value(r, f):
+        if f in ("weight_bits", "act_bits") and f not in r:
+            return r.get("compute_bits", defaults["compute_bits"])
+        return r.get(f, defaults[f])
+
+    cols = {f: jnp.stack([jnp.asarray(value(r, f), dtype) for r in rows])
             for f in _FLOAT_FIELDS}
     return Ops(**cols, tokens=jnp.asarray(tokens, dtype),
                weight_footprint=jnp.asarray(weight_footprint, dtype),

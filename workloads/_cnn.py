@@ -69,6 +69,7 @@ class CNN:
                 kind=l.kind, m=m, n=float(l.cout), k=float(k), flops=2 * m * l.cout * k,
                 weight_bytes=k * l.cout * wb, act_in_bytes=B * l.h_in ** 2 * l.cin * ab,
                 act_out_bytes=m * l.cout * ab, compute_bits=jnp.maximum(wbits, abits),
+                weight_bits=wbits, act_bits=abits,
                 count=float(count)))
         weights = sum(l.params for l in self.layers) * wb
         return make_ops(rows, tokens=B, weight_footprint=weights, kv_footprint=0.0,

@@ -184,7 +184,9 @@ class LLM:
         def gemm(name, kind, m, n, k, groups=1.0, **kw):
             rows.append(dict(name=name, kind=kind, m=m, n=n, k=k, groups=groups,
                              flops=2 * groups * m * n * k,
-                             compute_bits=kw.pop("bits", mm_bits), **kw))
+                             compute_bits=kw.pop("bits", mm_bits),
+                             weight_bits=kw.pop("stationary_bits", wbits), act_bits=abits,
+                             **kw))
 
         def elementwise(name, kind, elements, flops_per, bytes_in, bytes_out, **kw):
             rows.append(dict(name=name, kind=kind, m=elements, flops=flops_per * elements,
@@ -203,10 +205,12 @@ class LLM:
         if attention == "standard":
             scores = B * h * q * L
             gemm("attn_score", "attn_score", r * q, L, hd, groups=B * g, bits=at_bits,
+                 stationary_bits=kvbits,
                  act_in_bytes=T * h * hd * ab, act_out_bytes=scores * ab, kv_read_bytes=kv_bytes)
             elementwise("attn_softmax", "attn_softmax", scores, SOFTMAX_FLOPS,
                         scores * ab, scores * ab)
             gemm("attn_value", "attn_value", r * q, hd, L, groups=B * g, bits=at_bits,
+                 stationary_bits=kvbits,
                  act_in_bytes=scores * ab, act_out_bytes=T * h * hd * ab, kv_read_bytes=kv_bytes)
         else:
             frac = 0.5 if causal_half else 1.0
@@ -214,6 +218,7 @@ class LLM:
             flops = 4 * B * h * q * L * hd * frac + SOFTMAX_FLOPS * B * h * q * L * frac
             rows.append(dict(name="attn_fused", kind="attn_fused", m=r * q, n=L * frac,
                              k=hd, groups=B * g, flops=flops, compute_bits=at_bits,
+                             weight_bits=kvbits, act_bits=abits,
                              act_in_bytes=T * h * hd * ab, act_out_bytes=T * h * hd * ab,
                              kv_read_bytes=2 * kv_bytes * frac * blocks))
         gemm("out_proj", "out_proj", T, d, h * hd, weight_bytes=h * hd * d * wb,
@@ -262,7 +267,8 @@ class LLM:
                  act_in_bytes=B * d * ab, act_out_bytes=B * d * ab, compute_bits=abits),
             dict(name="lm_head", kind="lm_head", m=B, n=V, k=d, flops=2 * B * V * d,
                  weight_bytes=V * d * eb, act_in_bytes=B * d * ab, act_out_bytes=B * V * ab,
-                 compute_bits=jnp.maximum(abits, EMBED_BITS)),
+                 compute_bits=jnp.maximum(abits, EMBED_BITS), weight_bits=EMBED_BITS,
+                 act_bits=abits),
         ]
 
     def _check(self, attention, tp, **knobs):
