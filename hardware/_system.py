@@ -1,0 +1,314 @@
+"""Heterogeneous systems: several units (xPU, NPU, PIM, ...) that ops are placed on.
+
+NeuPIMs (NPU + in-bank PIM), AttAcc (GPU + HBM-PIM) and Duplex (xPU + Logic-PIM) are
+systems of this kind. Every unit computes its per-row cost (`perfmodel.Cost`); the system
+places each row on the units and combines. Per row r (``count`` c_r) and unit u:
+
+    t[r, u]   = seconds of one instance of row r on unit u (its roofline, `Cost.op_time`)
+    p[r, u]   = placement weights: softmax(logits[r] / temperature), one-hot argmax if hard
+    switch[r] = 1 - sum_u p[r, u] p[r-1, u]   (probability the producer of row r's input
+                ran on another unit; rows are in layer order, row 0 follows the last row)
+    x[r]      = switch[r] * (act_in_bytes[r] / B_link + t_link)    (transfer between units)
+    L_u       = sum_r c_r p[r, u] t[r, u]                             (busy time of unit u)
+    X         = sum_r c_r x[r]
+
+    blocked:    T = sum_u L_u + X              (one unit at a time: the naive NPU+PIM
+                                                system where PIM mode blocks the memory)
+    concurrent: T = min(blocked, max_u L_u + (sum_u L_u - max_u L_u) / (S * n_layers) + X)
+                (dual row buffers + S sub-batches interleaved: the units work in parallel
+                on different sub-batches; the pipeline fills once per step; a scheduler
+                never does worse than running blocked, hence the min)
+
+    E = sum_r c_r sum_u p[r, u] e[r, u] + 8 X_bytes e_link + sum_u P_static,u T
+
+``max`` is `perfmodel.smooth_maximum` (exact with ``hard=True``). Placement policies
+(the default mapping; a `Placement` of logits overrides them):
+
+- ``kinds``: a static table op kind -> unit (e.g. NeuPIMs: attention on PIM, the rest on
+  the NPU), with ``default`` for the kinds not listed;
+- ``op_per_byte`` (Duplex's policy): a matmul row whose operational intensity (FLOP per
+  byte of memory traffic) is below ``threshold`` goes to the ``low`` unit (the PIM), the
+  rest to the ``high`` unit (the xPU); smooth in log-intensity;
+- ``fastest``: each row on the unit where it alone is fastest (a greedy baseline).
+
+Footprints: for the capacity-dependent terms of each unit (e.g. the xPU's offload tier),
+each unit sees the share of the weight and KV footprint of the rows placed on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from perfmodel._errors import ModelInputError
+from perfmodel._ops import OP_KINDS, Ops
+from perfmodel._report import Report
+from perfmodel._smooth import smooth_maximum, soft_choice
+from perfmodel._target import AbstractTarget, AbstractUnit, check_positive_leaves
+from perfmodel.hardware._xpu import MATMUL_KINDS
+
+#: Placement policies of a system (see the module docstring).
+POLICIES = ("kinds", "op_per_byte", "fastest")
+#: Execution modes: one unit at a time, or units overlapped on interleaved sub-batches.
+MODES = ("blocked", "concurrent")
+#: Logit margin of a rule-based placement: softmax weight 1 - 2e-9 on the chosen unit
+#: (chosen: the smooth and exact models then agree to 1e-8).
+RULE_LOGIT = 20.0
+#: Sharpness of the op/B and fastest policies, in logits per e-fold of intensity or time
+#: (chosen: a row at 2x the threshold goes to the high unit with weight 0.94).
+POLICY_SHARPNESS = 4.0
+
+
+class Placement(eqx.Module):
+    """Relaxed placement of rows on units: ``logits`` [rows, units]; the weights are
+    ``softmax(logits / temperature)`` (one-hot argmax with ``hard=True``)."""
+
+    logits: Float[Array, "rows units"]
+    temperature: float = eqx.field(static=True, default=1.0)
+
+
+class System(AbstractTarget):
+    """A heterogeneous system of named units with a link between them.
+
+    Main fields: ``units`` (targets that provide `cost`), ``unit_names``, ``mode``
+    (``"blocked"`` or ``"concurrent"``), ``policy`` and its settings, the link
+    (``link_bandwidth`` B/s, ``link_latency`` s per transfer, ``link_energy_per_bit`` J),
+    and ``sub_batches`` (interleaved sub-batches in concurrent mode).
+    """
+
+    units: tuple[AbstractUnit, ...]
+    link_bandwidth: Float[Array, ""]
+    link_latency: Float[Array, ""]
+    link_energy_per_bit: Float[Array, ""]
+    op_per_byte_threshold: Float[Array, ""]
+    unit_names: tuple[str, ...] = eqx.field(static=True)
+    mode: str = eqx.field(static=True)
+    policy: str = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    bibtex: str = eqx.field(static=True)
+    kind_units: tuple[tuple[str, str], ...] = eqx.field(static=True, default=())
+    default_unit: str = eqx.field(static=True, default="")
+    low_unit: str = eqx.field(static=True, default="")
+    high_unit: str = eqx.field(static=True, default="")
+    sub_batches: int = eqx.field(static=True, default=2)
+    title: str = eqx.field(static=True, default="")
+
+    # ------------------------------------------------------------------ validation
+    def check(self, ops: Ops | None = None, mapping=None) -> None:
+        check_positive_leaves(self, self.name)
+        if self.mode not in MODES:
+            raise ModelInputError(f"{self.name}.mode = {self.mode!r}; valid: {list(MODES)}.")
+        if self.policy not in POLICIES:
+            raise ModelInputError(
+                f"{self.name}.policy = {self.policy!r}; valid: {list(POLICIES)}.")
+        names = set(self.unit_names)
+        for field, unit in ([(f"placement.{k}", u) for k, u in self.kind_units]
+                            + [("placement.default", self.default_unit),
+                               ("placement.low", self.low_unit),
+                               ("placement.high", self.high_unit)]):
+            if unit and unit not in names:
+                raise ModelInputError(
+                    f"{self.name}: {field} = {unit!r} is not a unit of this system; "
+                    f"units: {list(self.unit_names)}.")
+        for k, _ in self.kind_units:
+            if k not in OP_KINDS:
+                raise ModelInputError(f"{self.name}: placement.{k} is not an op kind; "
+                                      f"valid kinds: {list(OP_KINDS)}.")
+        if ops is None:
+            for unit in self.units:
+                unit.check()
+            return
+        if mapping is not None:
+            self._check_mapping(ops, mapping)
+        p = np.asarray(self.placement(ops, mapping, hard=True))
+        for u, unit in enumerate(self.units):
+            rows = p[:, u] > 0.5
+            if rows.any():
+                unit.check(self._unit_ops(ops, jnp.asarray(p))[u].select(rows))
+
+    def _check_mapping(self, ops, mapping):
+        if not isinstance(mapping, Placement):
+            raise ModelInputError(
+                f"mapping for the system {self.name} must be a hardware.Placement, "
+                f"not {type(mapping).__name__}.")
+        shape = tuple(np.shape(mapping.logits))
+        if shape != (ops.rows, len(self.units)):
+            raise ModelInputError(
+                f"mapping.logits has shape {shape}; it must be (rows, units) = "
+                f"({ops.rows}, {len(self.units)}) for units {list(self.unit_names)}.")
+
+    # ------------------------------------------------------------------ placement
+    def unit(self, name: str) -> AbstractUnit:
+        """The unit called ``name``."""
+        if name not in self.unit_names:
+            raise ModelInputError(f"{self.name} has no unit {name!r}; units: "
+                                  f"{list(self.unit_names)}.")
+        return self.units[self.unit_names.index(name)]
+
+    def rule_logits(self, ops: Ops):
+        """[rows, units] logits of the ``kinds`` or ``op_per_byte`` policy (cost-free)."""
+        n_units = len(self.units)
+        if self.policy == "kinds":
+            table = dict(self.kind_units)
+            idx = [self.unit_names.index(table.get(k, self.default_unit)) for k in ops.kinds]
+            return jnp.asarray(RULE_LOGIT * np.eye(n_units)[idx])
+        if self.policy == "op_per_byte":
+            lo, hi = self.unit_names.index(self.low_unit), self.unit_names.index(self.high_unit)
+            intensity = ops.flops / jnp.maximum(ops.dram_bytes, 1.0)
+            # log-ratio > 0: intensity below the threshold -> the low (PIM) unit
+            margin = POLICY_SHARPNESS * (jnp.log(self.op_per_byte_threshold)
+                                         - jnp.log(jnp.maximum(intensity, 1e-6)))
+            is_mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
+            margin = jnp.where(is_mm, margin, -RULE_LOGIT)  # element-wise rows: high unit
+            logits = jnp.zeros((ops.rows, n_units))
+            logits = logits.at[:, lo].set(margin / 2).at[:, hi].set(-margin / 2)
+            others = [u for u in range(n_units) if u not in (lo, hi)]
+            return logits.at[:, others].set(-RULE_LOGIT) if others else logits
+        return None
+
+    def placement(self, ops: Ops, mapping=None, *, hard: bool = False, times=None):
+        """[rows, units] placement weights (rows sum to 1)."""
+        if mapping is not None:
+            return soft_choice(mapping.logits, axis=1, hard=hard,
+                               temperature=mapping.temperature)
+        logits = self.rule_logits(ops)
+        if logits is None:  # fastest
+            if times is None:
+                times = self._times(ops, None, hard=hard)[0]
+            logits = -POLICY_SHARPNESS * jnp.log(times)
+        return soft_choice(logits, axis=1, hard=hard)
+
+    def _unit_ops(self, ops: Ops, p) -> list[Ops]:
+        """Per unit, ``ops`` with the weight and KV footprints of the rows placed on it."""
+        w = ops.count * ops.weight_bytes
+        kv = ops.count * (ops.kv_read_bytes + ops.kv_write_bytes)
+        out = []
+        for u in range(len(self.units)):
+            w_share = jnp.sum(w * p[:, u]) / jnp.maximum(jnp.sum(w), 1.0)
+            kv_share = jnp.sum(kv * p[:, u]) / jnp.maximum(jnp.sum(kv), 1.0)
+            out.append(eqx.tree_at(lambda o: (o.weight_footprint, o.kv_footprint), ops,
+                                   (ops.weight_footprint * w_share,
+                                    ops.kv_footprint * kv_share)))
+        return out
+
+    def _times(self, ops, p, *, hard):
+        """([rows, units] seconds per instance, [rows, units] joules, costs)."""
+        unit_ops = self._unit_ops(ops, p) if p is not None else [ops] * len(self.units)
+        costs = [unit.cost(o, None, hard=hard) for unit, o in zip(self.units, unit_ops)]
+        t = jnp.stack([c.op_time(hard=hard) for c in costs], axis=1)
+        e = jnp.stack([c.op_energy() for c in costs], axis=1)
+        return t, e, costs
+
+    # ------------------------------------------------------------------ the model
+    def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
+        if mapping is not None:
+            self._check_mapping(ops, mapping)  # shapes are static: safe under tracing
+        if self.policy == "fastest" and mapping is None:
+            p = self.placement(ops, None, hard=hard)  # from full-footprint unit times
+            t, e, costs = self._times(ops, None, hard=hard)
+        else:
+            p = self.placement(ops, mapping, hard=hard)
+            t, e, costs = self._times(ops, jax.lax.stop_gradient(p) if hard else p, hard=hard)
+        c = ops.count
+        switch = 1.0 - jnp.sum(p * jnp.roll(p, 1, axis=0), axis=1)
+        x_bytes = switch * ops.act_in_bytes
+        x_time = x_bytes / self.link_bandwidth + switch * self.link_latency
+        busy = c[:, None] * p * t                          # [rows, units]
+        per_unit = jnp.sum(busy, axis=0)
+        transfer = jnp.sum(c * x_time)
+        blocked = jnp.sum(per_unit) + transfer
+        if self.mode == "concurrent":
+            layers = jnp.max(c)
+            longest = smooth_maximum(per_unit, axis=0, hard=hard)
+            fill = (jnp.sum(per_unit) - jnp.max(per_unit)) / (self.sub_batches * layers)
+            latency = jnp.minimum(longest + fill + transfer, blocked)
+        else:
+            latency = blocked
+        row_time = jnp.sum(busy, axis=1) + c * x_time
+        row_time = row_time * (latency / blocked)  # concurrent: rows share the overlap
+        static_power = sum(cost.static_power for cost in costs)
+        energy_terms = jnp.concatenate(
+            [c[:, None] * p * e, (c * x_bytes * 8.0 * self.link_energy_per_bit)[:, None]],
+            axis=1)
+        static_energy = static_power * latency
+        time_terms = jnp.concatenate([p * t, x_time[:, None]], axis=1)
+        areas = [cost.area for cost in costs if cost.area is not None]
+        return Report(
+            latency=latency,
+            energy=jnp.sum(energy_terms) + static_energy,
+            tokens=ops.tokens,
+            op_time=row_time,
+            op_energy=jnp.sum(energy_terms, axis=1) + static_power * row_time,
+            time_terms=time_terms,
+            energy_terms=energy_terms,
+            static_energy=static_energy,
+            bound=jnp.argmax(time_terms, axis=1),
+            area=sum(areas) if areas else None,
+            names=ops.names, kinds=ops.kinds,
+            components=self.unit_names + ("transfer",),
+            energy_components=self.unit_names + ("transfer",),
+            target=self.name)
+
+    def with_mode(self, mode: str) -> "System":
+        """The same system in another execution mode (``"blocked"`` / ``"concurrent"``)."""
+        if mode not in MODES:
+            raise ModelInputError(f"mode = {mode!r}; valid: {list(MODES)}.")
+        return dataclasses.replace(self, mode=mode)
+
+
+# ---------------------------------------------------------------------- spec loading
+def from_spec(data: dict, label: str) -> System:
+    """Build a `System` from a spec: ``[units]`` maps unit names to hardware presets,
+    ``[system]`` holds mode / policy / sub_batches, ``[placement]`` the policy's table,
+    ``[link]`` the link between units (docs/families/system.md)."""
+    from perfmodel._spec import SpecReader
+    from perfmodel.hardware._registry import preset
+
+    r = SpecReader(data, label)
+    units_tab = r.section("units")
+    if not isinstance(units_tab, dict) or not units_tab:
+        raise ModelInputError(f"{label}: [units] must map unit names to hardware presets.")
+    names, units = [], []
+    for unit_name in units_tab:
+        target = preset(str(r.raw("units", unit_name)))
+        if not isinstance(target, AbstractUnit):
+            raise ModelInputError(f"{label}: units.{unit_name} = {target.name!r} is not a "
+                                  "single unit (a system cannot contain a system).")
+        names.append(unit_name)
+        units.append(target)
+    mode = str(r.raw("system", "mode", default="blocked"))
+    policy = str(r.raw("system", "policy", default="kinds"))
+    placement = r.section("placement", required=False) or {}
+    kind_units = tuple((k, str(r.raw("placement", k))) for k in placement
+                       if k not in ("default", "low", "high", "threshold"))
+    system = System(
+        units=tuple(units),
+        link_bandwidth=jnp.asarray(r.number("link", "bandwidth", unit="_GB_s")),
+        link_latency=jnp.asarray(r.number("link", "latency", unit="_us")),
+        link_energy_per_bit=jnp.asarray(r.number("link", "energy", unit="_pJ_per_bit")),
+        op_per_byte_threshold=jnp.asarray(r.number("placement", "threshold", default=8.0)),
+        unit_names=tuple(names),
+        mode=mode,
+        policy=policy,
+        kind_units=kind_units,
+        default_unit=str(r.raw("placement", "default", default=names[0])),
+        low_unit=str(r.raw("placement", "low", default=names[-1])),
+        high_unit=str(r.raw("placement", "high", default=names[0])),
+        sub_batches=int(r.number("system", "sub_batches", default=2.0, lo=1.0)),
+        name=str(r.raw("name", required=True)),
+        bibtex=str(r.raw("bibtex", default="")),
+        title=str(r.raw("title", default="")),
+    )
+    r.raw("family")
+    r.raw("schema_version")
+    r.finish()
+    system.check()
+    return system
+
+
+BENCH_CASE = None  # set once a system preset exists (see hardware/presets/neupims.toml)

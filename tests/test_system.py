@@ -1,0 +1,189 @@
+"""Heterogeneous systems (hardware/_system.py): placement policies, blocked vs concurrent
+modes, transfers, gradients and bad input. Toy systems of two xPU presets keep these
+tests independent of the PIM presets; the published systems are tested in
+tests/test_hetero.py."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import perfmodel as pm
+from perfmodel import ModelInputError
+from perfmodel.hardware import Placement, System
+
+ATTN = ("attn_fused", "attn_score", "attn_softmax", "attn_value")
+
+
+def toy_spec(**over):
+    spec = {
+        "schema_version": 1, "name": "toy", "family": "system",
+        "units": {"gpu": "a100-80gb", "aux": "t4"},
+        "system": {"mode": "blocked", "policy": "kinds"},
+        "placement": {"default": "gpu", **{k: "aux" for k in ATTN}},
+        "link": {"bandwidth_GB_s": 64.0, "latency_us": 2.0, "energy_pJ_per_bit": 5.0},
+    }
+    spec.update(over)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return pm.hardware.from_spec(toy_spec())
+
+
+@pytest.fixture(scope="module")
+def ops():
+    return pm.workloads.preset("llama-2-7b").decode(16.0, 2048.0)
+
+
+def test_kinds_policy_places_rows(toy, ops):
+    p = np.asarray(toy.placement(ops, hard=True))
+    for i, kind in enumerate(ops.kinds):
+        assert p[i, toy.unit_names.index("aux" if kind in ATTN else "gpu")] == 1.0
+    soft = np.asarray(toy.placement(ops))
+    np.testing.assert_allclose(soft, p, atol=1e-8)
+
+
+def test_blocked_is_sum_of_unit_times_plus_transfers(toy, ops):
+    """Blocked mode: T = sum_u L_u + X, computed independently here from the units."""
+    rep = pm.evaluate(toy, ops, hard=True)
+    p = np.asarray(toy.placement(ops, hard=True))
+    busy = 0.0
+    # each unit holds the footprint of its rows only: the T4 holds the KV cache (8.6 GB)
+    # but not the weights, so it does not spill to its offload tier
+    w = np.asarray(ops.count * ops.weight_bytes)
+    kv = np.asarray(ops.count * (ops.kv_read_bytes + ops.kv_write_bytes))
+    for u, unit in enumerate(toy.units):
+        unit_ops = eqx.tree_at(
+            lambda o: (o.weight_footprint, o.kv_footprint), ops,
+            (ops.weight_footprint * float((w * p[:, u]).sum() / w.sum()),
+             ops.kv_footprint * float((kv * p[:, u]).sum() / kv.sum())))
+        t = np.asarray(unit.cost(unit_ops, hard=True).op_time(hard=True))
+        busy += float(np.sum(np.asarray(ops.count) * p[:, u] * t))
+    switch = 1.0 - np.sum(p * np.roll(p, 1, axis=0), axis=1)
+    x = switch * (np.asarray(ops.act_in_bytes) / 64e9 + 2e-6)
+    want = busy + float(np.sum(np.asarray(ops.count) * x))
+    assert float(rep.latency) == pytest.approx(want, rel=1e-5)
+    # exactly two switches per layer (to the attention unit and back)
+    assert switch.sum() == 2.0
+    assert float(jnp.sum(rep.op_time)) == pytest.approx(float(rep.latency), rel=1e-5)
+    assert rep.components == ("gpu", "aux", "transfer")
+
+
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("batch", [1.0, 16.0, 128.0])
+def test_concurrent_never_slower_than_blocked(toy, batch, hard):
+    ops = pm.workloads.preset("llama-2-7b").decode(batch, 2048.0)
+    blocked = float(pm.evaluate(toy, ops, hard=hard).latency)
+    concurrent = float(pm.evaluate(toy.with_mode("concurrent"), ops, hard=hard).latency)
+    assert concurrent <= blocked * (1 + 1e-6)
+    # and it overlaps: the longest unit's busy time is a lower bound
+    assert concurrent < blocked
+
+
+def test_concurrent_random_designs_never_slower(toy, ops):
+    params, static = eqx.partition(toy, eqx.is_inexact_array)
+    keys = jax.random.split(jax.random.PRNGKey(3), len(jax.tree.leaves(params)))
+    leaves, tree = jax.tree.flatten(params)
+    n = 64
+    batch = jax.tree.unflatten(tree, [x[None] * jax.random.uniform(k, (n,) + x.shape,
+                                                                   minval=0.5, maxval=2.0)
+                                      for x, k in zip(leaves, keys)])
+
+    def lat(p, mode):
+        return pm.evaluate(eqx.combine(p, static).with_mode(mode), ops, check=False).latency
+
+    b = jax.jit(jax.vmap(lambda p: lat(p, "blocked")))(batch)
+    c = jax.jit(jax.vmap(lambda p: lat(p, "concurrent")))(batch)
+    assert np.all(np.asarray(c) <= np.asarray(b) * (1 + 1e-6))
+
+
+def test_gradients_finite_and_jit_matches_eager(toy, ops):
+    sys_c = toy.with_mode("concurrent")
+    for s in (toy, sys_c):
+        eager = float(pm.evaluate(s, ops).latency)
+        jitted = float(jax.jit(lambda h: pm.evaluate(h, ops, check=False).latency)(s))
+        assert jitted == pytest.approx(eager, rel=1e-5)
+        g = jax.grad(lambda h: pm.evaluate(h, ops, check=False).energy)(s)
+        leaves = jax.tree.leaves(eqx.filter(g, eqx.is_inexact_array))
+        assert leaves and all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+
+
+def test_placement_mapping_is_differentiable(toy, ops):
+    logits = toy.rule_logits(ops) / 10.0  # softer than the rule
+    rep = pm.evaluate(toy, ops, Placement(logits))
+    assert math.isfinite(float(rep.latency))
+    g = jax.grad(lambda lg: pm.evaluate(toy, ops, Placement(lg), check=False).latency)(logits)
+    assert np.all(np.isfinite(np.asarray(g))) and np.any(np.asarray(g) != 0)
+    # moving attention from the T4 to the A100 is faster: gradient says so
+    i = ops.kinds.index("attn_fused")
+    gpu, aux = toy.unit_names.index("gpu"), toy.unit_names.index("aux")
+    assert float(g[i, gpu]) < float(g[i, aux])
+
+
+def test_hard_placement_matches_argmax(toy, ops):
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(ops.rows, 2)))
+    rep = pm.evaluate(toy, ops, Placement(logits), hard=True)
+    idx = np.argmax(np.asarray(logits), axis=1)
+    one_hot = jnp.asarray(np.eye(2)[idx] * 50.0)
+    rep2 = pm.evaluate(toy, ops, Placement(one_hot), hard=True)
+    assert float(rep.latency) == pytest.approx(float(rep2.latency), rel=1e-6)
+
+
+def test_op_per_byte_policy(ops):
+    """Duplex's policy: low-intensity matmuls on the low unit, the rest on the high one."""
+    s = pm.hardware.from_spec(toy_spec(
+        system={"policy": "op_per_byte"},
+        placement={"low": "aux", "high": "gpu", "threshold": 32.0}))
+    p = np.asarray(s.placement(ops, hard=True))
+    intensity = np.asarray(ops.flops) / np.maximum(np.asarray(ops.dram_bytes), 1.0)
+    mm = np.array([k in pm.hardware.MATMUL_KINDS for k in ops.kinds])
+    aux = s.unit_names.index("aux")
+    np.testing.assert_array_equal(p[:, aux] == 1.0, mm & (intensity < 32.0))
+    # at batch 16 the attention (op/B ~ 1) goes low, the weight GEMMs (op/B ~ 16) too,
+    # but prefill GEMMs (op/B in the hundreds) go high
+    pre = pm.workloads.preset("llama-2-7b").prefill(4.0, 512.0)
+    pp = np.asarray(s.placement(pre, hard=True))
+    assert pp[pre.kinds.index("ffn_up"), s.unit_names.index("gpu")] == 1.0
+
+
+def test_fastest_policy_is_never_slower_than_one_unit(ops):
+    s = pm.hardware.from_spec(toy_spec(system={"policy": "fastest"}, placement={}))
+    t = float(pm.evaluate(s, ops, hard=True).latency)
+    gpu_only = float(pm.evaluate(pm.hardware.preset("a100-80gb"), ops, hard=True).latency)
+    assert t <= gpu_only * 1.001
+
+
+def test_faster_link_never_slower(toy, ops):
+    fast = eqx.tree_at(lambda s: s.link_bandwidth, toy, toy.link_bandwidth * 4)
+    assert float(pm.evaluate(fast, ops).latency) <= float(pm.evaluate(toy, ops).latency)
+
+
+def test_energy_components_and_static(toy, ops):
+    rep = pm.evaluate(toy, ops)
+    eb = rep.energy_breakdown()
+    assert set(eb) == {"gpu", "aux", "transfer", "static"}
+    assert all(v >= 0 for v in eb.values())
+    assert sum(eb.values()) == pytest.approx(float(rep.energy), rel=1e-5)
+
+
+def test_bad_input():
+    with pytest.raises(ModelInputError, match=r"placement\.attn_fused = 'pim2'"):
+        pm.hardware.from_spec(toy_spec(placement={"attn_fused": "pim2"}))
+    with pytest.raises(ModelInputError, match=r"placement\.bogus is not an op kind"):
+        pm.hardware.from_spec(toy_spec(placement={"bogus": "gpu"}))
+    with pytest.raises(ModelInputError, match="mode"):
+        pm.hardware.from_spec(toy_spec(system={"mode": "parallel"}))
+    with pytest.raises(ModelInputError, match="not a hardware preset|unknown hardware"):
+        pm.hardware.from_spec(toy_spec(units={"gpu": "a100-80gb", "aux": "no-such-chip"}))
+    s = pm.hardware.from_spec(toy_spec())
+    ops = pm.workloads.preset("gpt2").decode(1.0, 128.0)
+    with pytest.raises(ModelInputError, match=r"mapping\.logits has shape"):
+        pm.evaluate(s, ops, Placement(jnp.zeros((3, 2))))
+    with pytest.raises(ModelInputError, match="link_bandwidth"):
+        pm.evaluate(eqx.tree_at(lambda h: h.link_bandwidth, s, jnp.asarray(0.0)), ops)
+    assert isinstance(s, System)
