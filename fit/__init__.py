@@ -13,5 +13,6 @@ from perfmodel.fit._gpu import (DEVICE_PARAMETERS, HARNESS_PARAMETERS, fit_a100,
 from perfmodel.fit._calibrate import calibrate, write_presets
 from perfmodel.fit._claims import evaluate_claim, load_claims, reproduce
 
-__all__ = ["calibrate", "write_presets", "evaluate_claim", "load_claims", "reproduce","FitResult", "Parameter", "fit_least_squares", "fit_a100", "load_kernels",
+__all__ = ["calibrate", "write_presets", "evaluate_claim", "load_claims", "reproduce",
+           "FitResult", "Parameter", "fit_least_squares", "fit_a100", "load_kernels",
            "measurement_ops", "predict_kernels", "DEVICE_PARAMETERS", "HARNESS_PARAMETERS"]

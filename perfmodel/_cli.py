@@ -199,7 +199,8 @@ def _print_bench(r, a):
     print(f"  evaluations/s            {r['evals_per_s']:.3g}  (one plain vmap "
           f"{r['evals_per_s_single_vmap']:.3g}; chunks of {r['chunk']} "
           f"{r['evals_per_s_chunked']:.3g})")
-    print(f"  evaluations/s with grad  {r['evals_per_s_grad']:.3g}  (chunks of {r['chunk_grad']})")
+    print(f"  evaluations/s with grad  {r['evals_per_s_grad']:.3g}  "
+          f"(chunks of {r['chunk_grad']})")
     print(f"  jit compile              {r['compile_s']:.2f} s (with grad {r['compile_grad_s']:.2f} s)")
     print(f"  one jitted evaluation    {r['single_eval_s'] * 1e6:.1f} us")
     gz = r.get("genz")

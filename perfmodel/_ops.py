@@ -138,8 +138,9 @@ class Ops(eqx.Module):
 def make_ops(rows: list[dict], *, tokens, weight_footprint, kv_footprint, phase: str = "",
              workload: str = "", dtype=None) -> Ops:
     """Build `Ops` from a list of per-row dicts (missing numeric fields default to 0,
-    ``count`` and ``launches`` to 1, ``n``/``k`` to 1, operand bits to ``compute_bits``). Values may be JAX tracers, so a
-    builder stays differentiable in batch, lengths and bit-widths."""
+    ``count`` and ``launches`` to 1, ``n``/``k`` to 1, operand bits to ``compute_bits``).
+    Values may be JAX tracers, so a builder stays differentiable in batch, lengths and
+    bit-widths."""
     if not rows:
         raise ValueError("make_ops needs at least one row")
     defaults = {f: 0.0 for f in _FLOAT_FIELDS}

@@ -23,7 +23,8 @@ lm_head         [B, d] x [d, V]         (last token only in prefill)
 
 with T tokens in the step (B decode, B P prefill), h query heads, g KV heads, r = h/g,
 dh head dim, L attended length (context + 1 in decode). Attention GEMMs are batched over
-``groups = B g`` (sequences x KV heads; the r query heads of a group share K and V). MoE: a batch of T tokens, each routed to k of E experts,
+``groups = B g`` (sequences x KV heads; the r query heads of a group share K and V).
+MoE: a batch of T tokens, each routed to k of E experts,
 touches ``E (1 - (1 - k/E)^T)`` distinct experts in expectation (a smooth function of T).
 A whole request integrates decode over the growing context by Gauss-Legendre quadrature
 (exact for any polynomial of degree <= 7 in the context; attention cost is affine in it).
