@@ -201,7 +201,8 @@ def _print_bench(r, a):
           f"{r['evals_per_s_chunked']:.3g})")
     print(f"  evaluations/s with grad  {r['evals_per_s_grad']:.3g}  "
           f"(chunks of {r['chunk_grad']})")
-    print(f"  jit compile              {r['compile_s']:.2f} s (with grad {r['compile_grad_s']:.2f} s)")
+    print(f"  jit compile              {r['compile_s']:.2f} s "
+          f"(with grad {r['compile_grad_s']:.2f} s)")
     print(f"  one jitted evaluation    {r['single_eval_s'] * 1e6:.1f} us")
     gz = r.get("genz")
     if gz:
