@@ -1,0 +1,361 @@
+"""DRAM processing-in-memory target: in-bank, bank-group and logic-die (buffer-die) PIM.
+
+One final class, `DramPim`, covers Samsung HBM-PIM (Aquabolt-XL), SK hynix GDDR6-AiM,
+PIM-GPT, AttAcc's bank / bank-group / buffer-die HBM3-PIM and Duplex's Logic-PIM through
+a static ``placement`` in {"bank", "bank_group", "logic_die"}: where the MAC units sit,
+hence which bandwidth feeds them and how far each bit travels. Docs:
+docs/families/dram_pim.md.
+
+Model, per op row and instance (SI units). A *site* is where one group of PIM units
+sits: a bank, a bank group, or a channel's slice of the logic die.
+
+    sites     = channels x {banks | bank_groups | 1}                (by placement)
+    peak      = 2 x sites x units_per_site x mac_lanes x f_pim      (FLOP/s)
+    B_int     = eta x {channels x banks x column_bits / 8 / tCCD          (bank)
+                       channels x bank_groups x column_bits / 8 / tCCD    (bank group)
+                       tsv_count x tsv_rate / 8}                          (logic die)
+    mapping   : the matrix (n_tot = n x groups output rows, k inputs) is split over
+                split_k = 2^s sites along k and split_n = sites / split_k along n
+                (s = mapping.k_split_log2, relaxed; rounded with hard=True)
+    util      = q(n_tot / split_n) x q(k / split_k),  q(x) = x / ceil(x)
+                (share of the sites' slots holding work: quantization over sites)
+    passes    = ceil(m / tokens_per_pass)   (batch > 1 re-streams the stationary operand
+                once per group of tokens the lanes' input registers hold: op/B ~ batch)
+    bytes_int = (weight_bytes + kv_read_bytes) x passes
+    t_compute = refresh x flops / (peak x util)
+    t_stream  = refresh x bytes_int / (B_int x util)
+    pad       = ceil(x) / x,  x = smooth_max(k / split_k x weight_bits / 8 / row_bytes, 1)
+    rows_bank = bytes_int x pad / (row_bytes x channels x banks x util)   (rows per bank)
+    t_act     = refresh x rows_bank x (tRCD + tRP)
+    t_memory  = t_stream + t_act  (bank: all banks step in lockstep, ACT/PRE stall them)
+                t_stream          (bank group, logic die: bank interleaving hides ACT/PRE,
+                                   t_act is its own overlapping term)
+    refresh   = tREFI / (tREFI - tRFC)                              (time lost to refresh)
+    t_bus     = [act_in / min(groups, channels) + act_out x split_k / channels
+                 + kv_write / channels] / B_channel   (input broadcast, partial-sum
+                 readout, KV append over each channel's external bus; serial with the
+                 GEMV, so it is part of the non-overlapping overhead)
+    host rows (softmax, norms, activations, embed, all-reduce, ...) run on the host /
+    ASIC:  t_host_compute = flops / F_host,  t_host_memory = dram_bytes / B_host
+    t         = smooth_max(t_compute, t_memory, t_act, t_host_compute, t_host_memory)
+                + launches x t_launch + t_bus
+
+Energy per bit by how far data travels (O'Connor et al., MICRO 2017 via the AttAcc
+simulator): every stationary bit read pays the cell read leg, every opened row pays
+activate/precharge for row_bytes x 8 bits; bank-group PIM adds the bank-group mux leg,
+logic-die PIM adds global IO and TSV legs; bits that cross to the host (broadcast,
+readout, KV writes, host rows' operands) pay every leg up to the interposer / board IO.
+Plus MAC energy (per 16-bit MAC, scaled by compute_bits / 16), host energy per FLOP,
+and static power x latency. ``smooth_*`` are exact with ``hard=True``.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from perfmodel._errors import ModelInputError
+from perfmodel._ops import Ops
+from perfmodel._report import Cost
+from perfmodel._smooth import smooth_ceil, smooth_max
+from perfmodel._spec import SpecReader
+from perfmodel._target import AbstractUnit, check_positive_leaves, format_bytes, is_traced
+
+#: Rows of these kinds run on the PIM MAC units (GEMV/GEMM against a stationary operand
+#: held in DRAM: weights or the KV cache); every other kind runs on the host / ASIC.
+#: Same set as `perfmodel.hardware.MATMUL_KINDS` (hardware/_xpu.py).
+PIM_KINDS = frozenset({
+    "qkv_proj", "attn_score", "attn_value", "attn_fused", "out_proj", "ffn_up", "ffn_down",
+    "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc"})
+#: Placements of the PIM compute units, nearest the cells first.
+PLACEMENTS = ("bank", "bank_group", "logic_die")
+#: Energy components reported, by how far the data travels (then MAC and host work).
+ENERGY_COMPONENTS = ("cell", "bank_group", "global_io", "tsv", "interposer", "mac", "host")
+#: Time components (overlapping); the bus transfers and launches are the overhead.
+TIME_COMPONENTS = ("pim_compute", "pim_memory", "row_activation", "host_compute",
+                   "host_memory")
+#: MAC energy is given per 16-bit MAC; other widths scale linearly (assumed, as the
+#: xPU family's ENERGY_BITS_EXPONENT).
+MAC_REFERENCE_BITS = 16.0
+#: Refresh may take at most this share of time (guards tREFI - tRFC > 0 when leaves are
+#: scaled; real parts lose 5-10 %). Dimensionless, chosen.
+MAX_REFRESH_SHARE = 0.9
+
+
+class DramPimMapping(eqx.Module):
+    """Relaxed mapping of matrices onto the PIM sites.
+
+    ``k_split_log2``: log2 of the number of sites that split each matrix along its input
+    (k) dimension; the remaining sites split the output rows. 0 (default) keeps whole
+    weight rows in one bank (best row-buffer locality, one partial sum per output);
+    larger values shorten per-bank rows and multiply the partial sums read out over the
+    channel bus. Continuous while optimizing, rounded to an integer with ``hard=True``,
+    clipped to [0, log2(sites)].
+    """
+
+    k_split_log2: Float[Array, ""]
+
+
+def default_mapping() -> DramPimMapping:
+    return DramPimMapping(k_split_log2=jnp.asarray(0.0))
+
+
+class DramPim(AbstractUnit):
+    """A DRAM-PIM device (or a set of identical stacks/chips acting as one device).
+
+    Build one with `perfmodel.hardware.preset("hbm-pim")` (or "aim", "pim-gpt",
+    "attacc-pim-bank", ...). Float leaves are SI; every one may be scaled by [0.5, 2]
+    and remains a valid design. ``placement`` (static) selects the bandwidth source and
+    the energy legs; ``tsv_count`` / ``tsv_rate`` are used by "logic_die" only.
+    """
+
+    channels: Float[Array, ""]              # (pseudo-)channels in the device
+    banks: Float[Array, ""]                 # banks per channel
+    bank_groups: Float[Array, ""]           # bank groups per channel
+    units_per_site: Float[Array, ""]        # PIM compute units per site (0.5: 1 per 2 banks)
+    mac_lanes: Float[Array, ""]             # MAC lanes per unit (SIMD width)
+    pim_clock: Float[Array, ""]             # Hz
+    column_bits: Float[Array, ""]           # bits per column access (prefetch width)
+    tccd: Float[Array, ""]                  # s between column accesses at one site
+    tsv_count: Float[Array, ""]             # data TSVs of the device (logic die)
+    tsv_rate: Float[Array, ""]              # bits/s per TSV (logic die)
+    bandwidth_odds: Float[Array, ""]        # achieved / peak internal bandwidth, as odds
+    row_bytes: Float[Array, ""]             # DRAM page (row buffer) per bank, bytes
+    trcd: Float[Array, ""]                  # s, activate to column command
+    trp: Float[Array, ""]                   # s, precharge
+    trfc: Float[Array, ""]                  # s, refresh cycle
+    trefi: Float[Array, ""]                 # s, refresh interval
+    tokens_per_pass: Float[Array, ""]       # input vectors held per weight read
+    channel_bandwidth: Float[Array, ""]     # B/s external bus per channel
+    capacity: Float[Array, ""]              # bytes
+    cell_activate_energy: Float[Array, ""]  # J/bit of an opened row (activate+precharge)
+    cell_read_energy: Float[Array, ""]      # J/bit, cell to bank edge
+    bank_group_energy: Float[Array, ""]     # J/bit, column decoder -> bank-group mux
+    global_io_energy: Float[Array, ""]      # J/bit, bank-group mux -> global IO
+    tsv_energy: Float[Array, ""]            # J/bit, TSV (or on-die path to the pads)
+    interposer_energy: Float[Array, ""]     # J/bit, interposer / board IO to the host
+    mac_energy: Float[Array, ""]            # J per 16-bit MAC
+    host_flops: Float[Array, ""]            # FLOP/s of the host / ASIC (non-linear rows)
+    host_bandwidth: Float[Array, ""]        # B/s host <-> PIM memory
+    host_energy_per_flop: Float[Array, ""]  # J/FLOP on the host / ASIC
+    static_power: Float[Array, ""]          # W (background DRAM + PIM logic + ASIC)
+    launch_overhead: Float[Array, ""]       # s per PIM kernel / host dispatch
+    area: Float[Array, ""] | None           # m^2 (PIM logic area) where the paper gives it
+    placement: str = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    bibtex: str = eqx.field(static=True)
+    datapath_bits: float = eqx.field(static=True, default=16.0)
+    title: str = eqx.field(static=True, default="")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def bandwidth_efficiency(self):
+        return self.bandwidth_odds / (1.0 + self.bandwidth_odds)
+
+    @property
+    def sites_per_channel(self):
+        if self.placement == "bank":
+            return self.banks
+        if self.placement == "bank_group":
+            return self.bank_groups
+        return jnp.ones_like(self.channels)
+
+    @property
+    def sites(self):
+        return self.channels * self.sites_per_channel
+
+    @property
+    def peak_flops(self):
+        """Peak PIM FLOP/s (a MAC is 2 FLOP)."""
+        return 2.0 * self.sites * self.units_per_site * self.mac_lanes * self.pim_clock
+
+    @property
+    def internal_bandwidth(self):
+        """Peak bandwidth feeding the PIM units, B/s (before ``bandwidth_efficiency``)."""
+        if self.placement == "logic_die":
+            return self.tsv_count * self.tsv_rate / 8.0
+        return self.sites * self.column_bits / 8.0 / self.tccd
+
+    @property
+    def external_bandwidth(self):
+        return self.channels * self.channel_bandwidth
+
+    @property
+    def refresh_factor(self):
+        """Time stretch from refresh: tREFI / (tREFI - tRFC)."""
+        share = jnp.minimum(self.trfc / self.trefi, MAX_REFRESH_SHARE)
+        return 1.0 / (1.0 - share)
+
+    def energy_legs(self):
+        """J/bit of a stationary bit read into the PIM units, per leg (cell read,
+        bank-group mux, global IO, TSV), by placement (static)."""
+        bg = 1.0 if self.placement in ("bank_group", "logic_die") else 0.0
+        far = 1.0 if self.placement == "logic_die" else 0.0
+        return bg, far
+
+    # ------------------------------------------------------------------ validation
+    def check(self, ops: Ops | None = None) -> None:
+        check_positive_leaves(self, self.name)
+        if self.placement not in PLACEMENTS:
+            raise ModelInputError(
+                f"{self.name}.placement = {self.placement!r} is invalid; valid: "
+                f"{', '.join(PLACEMENTS)}.")
+        if not is_traced(self.trfc) and float(self.trfc) >= float(self.trefi):
+            raise ModelInputError(
+                f"{self.name}.trfc = {float(self.trfc):.3g} s must be below trefi = "
+                f"{float(self.trefi):.3g} s (refresh would take all the time).")
+        if ops is None:
+            return
+        bits = np.asarray(ops.compute_bits)
+        pim = np.array([k in PIM_KINDS for k in ops.kinds])
+        if pim.any() and np.any(bits[..., pim] > self.datapath_bits):
+            raise ModelInputError(
+                f"compute bit-width {bits[..., pim].max():g} exceeds the PIM datapath of "
+                f"{self.name} ({self.datapath_bits:g} bits); bit-widths must be in "
+                f"[1, {self.datapath_bits:g}].")
+        if not is_traced(ops.weight_footprint) and not is_traced(self.capacity):
+            need = float(np.max(np.asarray(ops.weight_footprint + ops.kv_footprint)))
+            have = float(self.capacity)
+            if need > have:
+                raise ModelInputError(
+                    f"the workload needs {format_bytes(need)} of weights + KV cache but "
+                    f"{self.name}.capacity is {format_bytes(have)}; the matrices must fit "
+                    f"in the PIM capacity (use more channels/stacks or fewer bits).")
+
+    # ------------------------------------------------------------------ the model
+    def cost(self, ops: Ops, mapping: DramPimMapping | None = None, *,
+             hard: bool = False) -> Cost:
+        mapping = default_mapping() if mapping is None else mapping
+        if not isinstance(mapping, DramPimMapping):
+            raise ModelInputError(
+                "mapping must be a perfmodel.hardware.DramPimMapping (or None for the "
+                f"default), not {type(mapping).__name__}.")
+        pim = np.array([k in PIM_KINDS for k in ops.kinds], dtype=float)  # static
+        host = 1.0 - pim
+        sites = self.sites
+        refresh = self.refresh_factor
+
+        # mapping: sites split along k (2^s) and along the output rows (the rest)
+        log2_sites = jnp.log2(sites)
+        s = jnp.clip(mapping.k_split_log2, 0.0, log2_sites)
+        if hard:
+            s = jnp.floor(s + 0.5)
+        split_k = 2.0 ** s
+        split_n = sites / split_k
+        occ_n = ops.n * ops.groups / split_n
+        occ_k = ops.k / split_k
+        util = (occ_n / smooth_ceil(occ_n, hard=hard)) * (occ_k / smooth_ceil(occ_k, hard=hard))
+
+        passes = smooth_ceil(ops.m / self.tokens_per_pass, hard=hard)
+        bytes_int = pim * (ops.weight_bytes + ops.kv_read_bytes) * passes
+        inv_util = 1.0 / util
+        t_compute = pim * ops.flops * inv_util * (refresh / self.peak_flops)
+        b_int = self.internal_bandwidth * self.bandwidth_efficiency
+        t_stream = bytes_int * inv_util * (refresh / b_int)
+        x = occ_k * (ops.weight_bits / 8.0) / self.row_bytes
+        x_eff = smooth_max(x, jnp.ones_like(x), hard=hard)
+        pad = smooth_ceil(x_eff, hard=hard) / x_eff
+        rows_opened = bytes_int * pad / self.row_bytes            # over the whole device
+        rows_per_bank = rows_opened * inv_util / (self.channels * self.banks)
+        t_act = rows_per_bank * ((self.trcd + self.trp) * refresh)
+        t_memory = t_stream + t_act if self.placement == "bank" else t_stream
+
+        # external channel bus: input broadcast, partial-sum readout, KV append
+        bcast = ops.act_in_bytes / jnp.minimum(ops.groups, self.channels)
+        readout = ops.act_out_bytes * split_k / self.channels
+        bus_bytes = pim * (bcast + readout + ops.kv_write_bytes / self.channels)
+        t_bus = bus_bytes / self.channel_bandwidth
+
+        t_host_compute = host * ops.flops / self.host_flops
+        host_bytes = host * ops.dram_bytes
+        t_host_memory = host_bytes / self.host_bandwidth
+        overhead = ops.launches * self.launch_overhead + t_bus
+
+        # energy (J per instance) by DRAM level
+        bg, far = self.energy_legs()
+        bus_total = pim * (ops.act_in_bytes + ops.act_out_bytes * split_k
+                           + ops.kv_write_bytes)
+        cross_bits = 8.0 * (bus_total + host_bytes)      # bits that reach the host side
+        read_bits = 8.0 * bytes_int
+        e_cell = (rows_opened * self.row_bytes * 8.0 * self.cell_activate_energy
+                  + read_bits * self.cell_read_energy
+                  + 8.0 * host_bytes * (self.cell_read_energy + self.cell_activate_energy))
+        e_bg = (bg * read_bits + cross_bits) * self.bank_group_energy
+        e_gio = (far * read_bits + cross_bits) * self.global_io_energy
+        e_tsv = (far * read_bits + cross_bits) * self.tsv_energy
+        e_ip = cross_bits * self.interposer_energy
+        e_mac = pim * ops.flops * 0.5 * self.mac_energy * (ops.compute_bits
+                                                           / MAC_REFERENCE_BITS)
+        e_host = host * ops.flops * self.host_energy_per_flop
+        energy_terms = jnp.stack([e_cell, e_bg, e_gio, e_tsv, e_ip, e_mac, e_host], axis=1)
+        time_terms = jnp.stack([t_compute, t_memory, t_act, t_host_compute, t_host_memory],
+                               axis=1)
+        return Cost(time_terms=time_terms, overhead=overhead, energy_terms=energy_terms,
+                    static_power=self.static_power, area=self.area,
+                    components=TIME_COMPONENTS, energy_components=ENERGY_COMPONENTS)
+
+
+# ---------------------------------------------------------------------- spec loading
+def from_spec(data: dict, label: str) -> DramPim:
+    """Build a `DramPim` from a parsed TOML spec (see docs/families/dram_pim.md)."""
+    r = SpecReader(data, label)
+    placement = r.raw("organization", "placement", required=True)
+    if placement not in PLACEMENTS:
+        raise ModelInputError(
+            f"{label}: organization.placement = {placement!r}; valid: {', '.join(PLACEMENTS)}.")
+    a = lambda *p, **kw: jnp.asarray(r.number(*p, **kw))  # noqa: E731
+    logic = placement == "logic_die"
+    eff = r.number("organization", "bandwidth_efficiency", hi=0.999)
+    has_area = r.section("area", required=False) is not None
+    hw = DramPim(
+        channels=a("organization", "channels"),
+        banks=a("organization", "banks"),
+        bank_groups=a("organization", "bank_groups"),
+        units_per_site=a("pim", "units_per_site"),
+        mac_lanes=a("pim", "mac_lanes"),
+        pim_clock=a("pim", "clock", unit="_MHz"),
+        column_bits=a("organization", "column_bits"),
+        tccd=a("timing", "tccd", unit="_ns"),
+        # TSVs matter for logic-die PIM only; other placements carry a neutral default
+        tsv_count=a("tsv", "count", default=None if logic else 1024.0),
+        tsv_rate=a("tsv", "rate", unit="_Gbps", default=None if logic else 1.0),
+        bandwidth_odds=jnp.asarray(eff / (1.0 - eff)),
+        row_bytes=a("organization", "row", unit="_KB"),
+        trcd=a("timing", "trcd", unit="_ns"),
+        trp=a("timing", "trp", unit="_ns"),
+        trfc=a("timing", "trfc", unit="_ns"),
+        trefi=a("timing", "trefi", unit="_us"),
+        tokens_per_pass=a("pim", "tokens_per_pass"),
+        channel_bandwidth=a("organization", "channel_bandwidth", unit="_GB_s"),
+        capacity=a("organization", "capacity", unit="_GB"),
+        cell_activate_energy=a("energy", "cell_activate", unit="_pJ_per_bit"),
+        cell_read_energy=a("energy", "cell_read", unit="_pJ_per_bit"),
+        bank_group_energy=a("energy", "bank_group", unit="_pJ_per_bit"),
+        global_io_energy=a("energy", "global_io", unit="_pJ_per_bit"),
+        tsv_energy=a("energy", "tsv", unit="_pJ_per_bit"),
+        interposer_energy=a("energy", "interposer", unit="_pJ_per_bit"),
+        mac_energy=a("energy", "mac", unit="_pJ_per_mac"),
+        host_flops=a("host", "throughput", unit="_TFLOPS"),
+        host_bandwidth=a("host", "bandwidth", unit="_GB_s"),
+        host_energy_per_flop=a("host", "energy", unit="_pJ_per_flop"),
+        static_power=a("power", "static", unit="_W"),
+        launch_overhead=a("power", "launch_overhead", unit="_us"),
+        area=a("area", "pim_logic", unit="_mm2") if has_area else None,
+        placement=str(placement),
+        datapath_bits=r.number("pim", "datapath_bits", default=16.0),
+        name=str(r.raw("name", required=True)),
+        title=str(r.raw("title", default="")),
+        bibtex=str(r.raw("bibtex", default="")),
+    )
+    r.raw("family")
+    r.raw("schema_version")
+    r.finish()
+    return hw
+
+
+#: `perfmodel bench` case for this family: Llama-2-7B decode on one AttAcc HBM3-PIM
+#: device (5 stacks, 80 GB), bank-level PIM.
+BENCH_CASE = dict(hardware="attacc-pim-bank", workload="llama-2-7b", phase="decode",
+                  batch=1.0, context=1024.0)
