@@ -1,0 +1,327 @@
+"""Optical / photonic accelerators (OPIMA-style optical PIM and prior photonic PIMs).
+
+A design has ``arrays`` photonic arrays of ``rows x cols`` weight cells (microrings or
+optical phase-change cells), fed by a WDM comb of ``comb_lines`` wavelengths, of which a
+mapping uses ``wavelengths`` (continuous, <= comb). Inputs are modulated at
+``modulation_rate`` symbols/s by DACs + modulators; each column sums ``rows x
+wavelengths`` products on a photodetector (+ TIA) and an ADC samples it. Model, per
+op row and instance (SI units; docs/families/optical.md has the derivation):
+
+    peak MAC/s  = f_mod * wavelengths * rows * cols * arrays
+    w_slices    = ceil(weight_bits / cell_bits),  a_slices = ceil(act_bits / dac_bits)
+    passes      = w_slices * a_slices                      (bit-sliced precision)
+    k_tiles     = ceil(k / (rows * wavelengths)),  n_tiles = ceil(n / cols)
+    tiles       = groups * k_tiles * n_tiles
+    t_compute   = ceil(tiles / arrays) * m * passes / f_mod          (matmul rows)
+                = flops / electronic_flops                           (element-wise rows)
+    t_memory    = (act_in + act_out + kv + spill) bytes / B_mem
+    t_program   = spill_cells / write_rate                (weights reprogrammed into cells)
+    spill       = weight_bytes * relu(1 - weight_capacity / weight_footprint)
+    t           = smooth_max(t_compute, t_memory, t_program) + launches * t_launch
+
+Link budget and laser (per wavelength, per array):
+
+    IL_dB   = alpha_wg * L_wg + IL_coupler + IL_modulator + IL_drop
+              + wavelengths * IL_ring_through + IL_cell
+              + 10 log10(cols) + log2(cols) * IL_split_excess
+    S       = 10^((6.02 * adc_bits + 1.76) / 10)            (SNR for adc_bits ENOB)
+    I_snr   = S q B + sqrt((S q B)^2 + S i_n^2 B),  B = f_mod / 2
+              (photocurrent at which shot + TIA noise give SNR S)
+    P_rx    = smooth_max(P_sensitivity, I_snr / responsivity)
+    P_laser = wavelengths * P_rx * 10^(IL_dB / 10) / eta_wallplug     (W per array)
+
+Energy per matmul row instance:
+
+    slots   = tiles * m * passes                      (array-symbol slots in use)
+    E_laser = P_laser * slots / f_mod
+    E_in    = m * groups * k * n_tiles * passes * (E_mod + FOM_dac * 2^dac_bits)
+    E_out   = m * groups * n * k_tiles * passes * (E_pd_tia + FOM_adc * 2^adc_bits)
+    E_mem   = 8 * bytes * e_mem;  E_prog = spill_cells * e_write
+    E_ew    = flops * e_electronic                          (element-wise rows)
+    static  = P_static (thermal tuning, control, peripherals) * latency
+
+``ceil``, ``max`` and ``relu`` are smooth by default and exact with ``hard=True``.
+Requesting more ADC bits raises the laser power (SNR) and the ADC energy (~2^bits);
+operand bits beyond ``max_bits`` are rejected by `check`.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from perfmodel._errors import ModelInputError
+from perfmodel._ops import Ops
+from perfmodel._report import Cost
+from perfmodel._smooth import smooth_ceil, smooth_max, smooth_relu
+from perfmodel._spec import SpecReader
+from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced
+from perfmodel._units import dbm_to_watts
+from perfmodel.hardware._xpu import MATMUL_KINDS, from_odds, to_odds
+
+#: Elementary charge, C (CODATA exact).
+ELECTRON_CHARGE = 1.602176634e-19
+#: SNR of an ideal b-bit quantizer: SNR_dB = 6.02 b + 1.76 (full-scale sine; Walden 1999).
+SNR_DB_PER_BIT = 6.02
+SNR_DB_OFFSET = 1.76
+#: Guard for divisions by an empty footprint, bytes.
+_ONE_BYTE = 1.0
+
+
+def snr_bits(snr_db):
+    """Effective bits a link with ``snr_db`` supports: (SNR_dB - 1.76) / 6.02."""
+    return (snr_db - SNR_DB_OFFSET) / SNR_DB_PER_BIT
+
+
+class OpticalMapping(eqx.Module):
+    """Relaxed mapping choice: how many comb wavelengths carry data (continuous,
+    1 <= wavelengths <= comb_lines). More wavelengths multiply the MAC rate but add
+    microring through-loss (more laser power per line). ``None`` = the whole comb."""
+
+    wavelengths: Float[Array, ""]
+
+
+class OpticalAccelerator(AbstractUnit):
+    """A photonic MAC engine with its optical link budget, converters, main memory and
+    an electronic unit for element-wise ops. Build with
+    ``perfmodel.hardware.preset("opima")``. Every float leaf may be scaled by [0.5, 2]."""
+
+    # compute organisation
+    modulation_rate: Float[Array, ""]      # symbols/s of modulators, DACs and ADCs
+    comb_lines: Float[Array, ""]           # wavelengths the laser comb provides
+    rows: Float[Array, ""]                 # cells summed per column per wavelength
+    cols: Float[Array, ""]                 # columns (photodetectors / ADCs) per array
+    arrays: Float[Array, ""]               # arrays computing in parallel
+    # precision
+    cell_bits: Float[Array, ""]            # weight bits stored per cell (MLC levels)
+    dac_bits: Float[Array, ""]             # input bits per modulated symbol
+    adc_bits: Float[Array, ""]             # ENOB of each output sample
+    # link budget (losses in dB, powers in W)
+    waveguide_loss: Float[Array, ""]       # dB/m
+    waveguide_length: Float[Array, ""]     # m
+    coupler_loss: Float[Array, ""]         # dB
+    modulator_loss: Float[Array, ""]       # dB
+    drop_loss: Float[Array, ""]            # dB (filter / drop to the photodetector)
+    ring_through_loss: Float[Array, ""]    # dB per ring passed off-resonance
+    cell_loss: Float[Array, ""]            # dB of the weight cell on each path
+    split_excess_loss: Float[Array, ""]    # dB per 1x2 splitter stage
+    pd_sensitivity: Float[Array, ""]       # W, minimum received power per wavelength
+    pd_responsivity: Float[Array, ""]      # A/W
+    tia_noise: Float[Array, ""]            # A/sqrt(Hz), input-referred
+    laser_odds: Float[Array, ""]           # wall-plug efficiency as odds
+    # energies
+    modulator_energy: Float[Array, ""]     # J per modulated symbol
+    receiver_energy: Float[Array, ""]      # J per sample (photodetector + TIA)
+    dac_fom: Float[Array, ""]              # J per conversion step (E = FOM 2^bits)
+    adc_fom: Float[Array, ""]              # J per conversion step (Walden)
+    # weights resident in the cells, and their programming
+    weight_capacity: Float[Array, ""]      # bytes held in compute cells
+    write_rate: Float[Array, ""]           # cells programmed per s
+    write_energy: Float[Array, ""]         # J per cell programmed
+    # main memory (weights / activations)
+    memory_bandwidth: Float[Array, ""]     # B/s
+    memory_energy: Float[Array, ""]        # J/bit
+    # electronic unit for element-wise rows
+    electronic_flops: Float[Array, ""]     # FLOP/s
+    electronic_energy: Float[Array, ""]    # J/FLOP
+    launch_overhead: Float[Array, ""]      # s per launch (reconfiguration, sync)
+    static_power: Float[Array, ""]         # W
+    # area
+    cell_area: Float[Array, ""]            # m^2 per weight cell (per wavelength)
+    converter_area: Float[Array, ""]       # m^2 per ADC or DAC
+    periphery_area: Float[Array, ""]       # m^2 (electronic unit, control, laser I/O)
+    max_bits: float = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    bibtex: str = eqx.field(static=True)
+    title: str = eqx.field(static=True, default="")
+
+    @property
+    def laser_efficiency(self):
+        """Laser wall-plug efficiency, in (0, 1)."""
+        return from_odds(self.laser_odds)
+
+    # ------------------------------------------------------------------ physics
+    def insertion_loss_db(self, wavelengths):
+        """Total insertion loss (dB) from the laser to a photodetector."""
+        return (self.waveguide_loss * self.waveguide_length + self.coupler_loss
+                + self.modulator_loss + self.drop_loss
+                + wavelengths * self.ring_through_loss
+                + self.cell_loss
+                + 10.0 * jnp.log10(self.cols)
+                + jnp.log2(self.cols) * self.split_excess_loss)
+
+    def received_power(self, *, hard: bool = False):
+        """Power per wavelength needed at a photodetector (W): the larger of the
+        sensitivity and the power at which shot + TIA noise allow ``adc_bits``."""
+        snr = 10.0 ** ((SNR_DB_PER_BIT * self.adc_bits + SNR_DB_OFFSET) / 10.0)
+        bw = 0.5 * self.modulation_rate
+        sqb = snr * ELECTRON_CHARGE * bw
+        current = sqb + jnp.sqrt(sqb * sqb + snr * self.tia_noise ** 2 * bw)
+        return smooth_max(self.pd_sensitivity, current / self.pd_responsivity, hard=hard)
+
+    def laser_power(self, wavelengths=None, *, hard: bool = False):
+        """Wall-plug laser power of one array (W) for ``wavelengths`` lines."""
+        wl = self.comb_lines if wavelengths is None else wavelengths
+        loss = 10.0 ** (self.insertion_loss_db(wl) / 10.0)
+        return wl * self.received_power(hard=hard) * loss / self.laser_efficiency
+
+    def peak_macs(self, wavelengths=None):
+        """Peak MAC/s: f_mod x wavelengths x rows x cols x arrays."""
+        wl = self.comb_lines if wavelengths is None else wavelengths
+        return self.modulation_rate * wl * self.rows * self.cols * self.arrays
+
+    def area(self):
+        """Chip area (m^2): weight cells, converters and periphery."""
+        per_array = (self.rows * self.cols * self.comb_lines * self.cell_area
+                     + (self.cols + self.rows * self.comb_lines) * self.converter_area)
+        return self.arrays * per_array + self.periphery_area
+
+    # ------------------------------------------------------------------ validation
+    def check(self, ops: Ops | None = None, mapping: OpticalMapping | None = None) -> None:
+        check_positive_leaves(self, self.name)
+        if mapping is not None:
+            self._check_mapping(mapping)
+        if ops is None:
+            return
+        for field in ("weight_bits", "act_bits", "compute_bits"):
+            bits = getattr(ops, field)
+            if is_traced(bits):
+                continue
+            bits = np.asarray(bits)
+            if np.any(bits > self.max_bits):
+                raise ModelInputError(
+                    f"operand bit-width {field} = {bits.max():g} exceeds what "
+                    f"{self.name}.max_bits allows ({self.max_bits:g} bits with bit-slicing "
+                    f"over its converters and SNR); bit-widths must be in [1, "
+                    f"{self.max_bits:g}].")
+
+    def _check_mapping(self, mapping: OpticalMapping) -> None:
+        wl = mapping.wavelengths
+        if is_traced(wl) or is_traced(self.comb_lines):
+            return
+        wl, comb = float(np.asarray(wl)), float(np.asarray(self.comb_lines))
+        if not np.isfinite(wl) or wl < 1.0 or wl > comb * (1 + 1e-6):
+            raise ModelInputError(
+                f"mapping.wavelengths = {wl:g} is invalid for {self.name}; it must be in "
+                f"[1, {self.name}.comb_lines = {comb:g}] (the laser comb's line count).")
+
+    # ------------------------------------------------------------------ the model
+    def cost(self, ops: Ops, mapping: OpticalMapping | None = None, *,
+             hard: bool = False) -> Cost:
+        if mapping is None:
+            wl = self.comb_lines
+        else:
+            if not isinstance(mapping, OpticalMapping):
+                raise ModelInputError("the optical target's mapping must be an "
+                                      "OpticalMapping(wavelengths=...) or None.")
+            self._check_mapping(mapping)
+            wl = jnp.minimum(mapping.wavelengths, self.comb_lines) if hard else \
+                self.comb_lines - smooth_relu(self.comb_lines - mapping.wavelengths,
+                                              self.comb_lines, hard=False)
+        mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
+        mm_f = jnp.asarray(mm, dtype=ops.flops.dtype)
+        ew_f = 1.0 - mm_f
+        f_inv = 1.0 / self.modulation_rate
+        # ---- matmul rows on the photonic arrays (computed for every row, masked)
+        k_tiles = smooth_ceil(ops.k / (self.rows * wl), hard=hard)
+        n_tiles = smooth_ceil(ops.n / self.cols, hard=hard)
+        tiles = ops.groups * k_tiles * n_tiles
+        waves = smooth_ceil(tiles / self.arrays, hard=hard)
+        passes = (smooth_ceil(ops.weight_bits / self.cell_bits, hard=hard)
+                  * smooth_ceil(ops.act_bits / self.dac_bits, hard=hard))
+        streamed = ops.m * passes
+        t_photonic = waves * streamed * f_inv
+        slots = tiles * streamed
+        e_laser = self.laser_power(wl, hard=hard) * slots * f_inv
+        e_in = (ops.m * ops.groups * ops.k * n_tiles * passes
+                * (self.modulator_energy + self.dac_fom * 2.0 ** self.dac_bits))
+        e_out = (ops.m * ops.groups * ops.n * k_tiles * passes
+                 * (self.receiver_energy + self.adc_fom * 2.0 ** self.adc_bits))
+        # ---- element-wise rows on the electronic unit
+        t_electronic = ops.flops / self.electronic_flops
+        e_electronic = ops.flops * self.electronic_energy
+        t_compute = mm_f * t_photonic + ew_f * t_electronic
+        # ---- weights that do not stay resident in the cells are reprogrammed
+        spill_frac = smooth_relu(1.0 - self.weight_capacity
+                                 / (ops.weight_footprint + _ONE_BYTE), 1.0, hard=hard)
+        spill_bytes = mm_f * spill_frac * ops.weight_bytes
+        spill_cells = spill_bytes * 8.0 / self.cell_bits
+        t_program = spill_cells / self.write_rate
+        mem_bytes = (ops.act_in_bytes + ops.act_out_bytes + ops.kv_read_bytes
+                     + ops.kv_write_bytes + spill_bytes + ew_f * ops.weight_bytes)
+        t_memory = mem_bytes / self.memory_bandwidth
+        time_terms = jnp.stack([t_compute, t_memory, t_program], axis=1)
+        energy_terms = jnp.stack([
+            mm_f * e_laser,
+            mm_f * e_in,
+            mm_f * e_out,
+            ew_f * e_electronic,
+            mem_bytes * 8.0 * self.memory_energy,
+            spill_cells * self.write_energy,
+        ], axis=1)
+        return Cost(
+            time_terms=time_terms, overhead=ops.launches * self.launch_overhead,
+            energy_terms=energy_terms, static_power=self.static_power,
+            area=self.area(), components=("compute", "memory", "program"),
+            energy_components=("laser", "modulator_dac", "receiver_adc", "electronic",
+                               "memory", "program"))
+
+
+def from_spec(data: dict, label: str) -> OpticalAccelerator:
+    """Build an `OpticalAccelerator` from a TOML spec (see hardware/presets/opima.toml)."""
+    r = SpecReader(data, label)
+    n = lambda *p, **kw: jnp.asarray(r.number(*p, **kw))  # noqa: E731
+    max_bits = r.number("precision", "max_bits", lo=1.0, hi=32.0)
+    hw = OpticalAccelerator(
+        modulation_rate=n("compute", "modulation_rate", unit="_GHz"),
+        comb_lines=n("compute", "comb_lines", lo=1.0),
+        rows=n("compute", "rows"),
+        cols=n("compute", "cols"),
+        arrays=n("compute", "arrays"),
+        cell_bits=n("precision", "cell_bits"),
+        dac_bits=n("precision", "dac_bits"),
+        adc_bits=n("precision", "adc_bits"),
+        waveguide_loss=n("optics", "waveguide_loss_dB_per_cm", unit="") * 100.0,
+        waveguide_length=n("optics", "waveguide_length", unit="_mm"),
+        coupler_loss=n("optics", "coupler_loss", unit="_dB"),
+        modulator_loss=n("optics", "modulator_loss", unit="_dB"),
+        drop_loss=n("optics", "drop_loss", unit="_dB"),
+        ring_through_loss=n("optics", "ring_through_loss", unit="_dB"),
+        cell_loss=n("optics", "cell_loss", unit="_dB"),
+        split_excess_loss=n("optics", "split_excess_loss", unit="_dB"),
+        pd_sensitivity=jnp.asarray(dbm_to_watts(r.number(
+            "optics", "pd_sensitivity", unit="_dBm", positive=False, lo=-60.0, hi=20.0))),
+        pd_responsivity=n("optics", "pd_responsivity_A_per_W"),
+        tia_noise=n("optics", "tia_noise_pA_per_rtHz") * 1e-12,
+        laser_odds=jnp.asarray(to_odds(r.number("optics", "laser_efficiency", hi=0.999))),
+        modulator_energy=n("energy", "modulator", unit="_fJ"),
+        receiver_energy=n("energy", "receiver", unit="_pJ"),
+        dac_fom=n("energy", "dac_fom", unit="_fJ"),
+        adc_fom=n("energy", "adc_fom", unit="_fJ"),
+        weight_capacity=n("weights", "capacity", unit="_MB"),
+        write_rate=n("weights", "write_rate_cells_per_s"),
+        write_energy=n("weights", "write_energy", unit="_pJ"),
+        memory_bandwidth=n("memory", "bandwidth", unit="_GB_s"),
+        memory_energy=n("memory", "energy", unit="_pJ_per_bit"),
+        electronic_flops=n("electronic", "throughput", unit="_TFLOPS"),
+        electronic_energy=n("electronic", "energy", unit="_pJ_per_flop"),
+        launch_overhead=n("electronic", "launch_overhead", unit="_ns"),
+        static_power=n("power", "static", unit="_W"),
+        cell_area=n("area", "cell", unit="_um2"),
+        converter_area=n("area", "converter", unit="_um2"),
+        periphery_area=n("area", "periphery", unit="_mm2"),
+        max_bits=max_bits,
+        name=str(r.raw("name", required=True)),
+        title=str(r.raw("title", default="")),
+        bibtex=str(r.raw("bibtex", default="")),
+    )
+    r.raw("family")
+    r.raw("schema_version")
+    r.finish()
+    return hw
+
+
+#: `perfmodel bench --target opima`: ResNet-50 inference, batch 1.
+BENCH_CASE = dict(hardware="opima", workload="resnet-50", phase="inference", batch=1.0)
