@@ -13,8 +13,10 @@ abits, kvbits, options, metric, published, unit, tolerance, source, notes, known
   evaluated on every combination and the per-case metrics are combined by the option
   ``aggregate`` (``mean``, ``geomean``, ``min``, ``max``; default ``mean``). This is how
   "average over 12 models" or "range over batch 1-16" claims are written.
-- ``options`` is ``key=value;...``: ``m, n, k`` for a single GEMM, ``aggregate``, and any
-  other keyword of the workload's phase method (e.g. ``attention=standard``).
+- ``options`` is ``key=value;...``: ``m, n, k`` for a single GEMM, ``aggregate``,
+  ``baseline_batch`` (ratio claims between systems each run at its own maximum batch,
+  e.g. a PIM system that holds 8x the sequences), and any other keyword of the
+  workload's phase method (e.g. ``attention=standard``).
 - ``phase`` names a method of the workload (``decode``, ``prefill``, ``request``,
   ``inference`` for CNNs, or any other phase method a workload provides), or ``kernel``
   for a single GEMM.
@@ -114,7 +116,7 @@ def claim_ops(row: dict, workload: str | None = None, batch: float | None = None
     """The `Ops` a claim is evaluated on (for one of its cases)."""
     from perfmodel import workloads
 
-    opts = {k: v for k, v in _options(row).items() if k != "aggregate"}
+    opts = {k: v for k, v in _options(row).items() if k not in ("aggregate", "baseline_batch")}
     abits = _num(row, "abits", 16.0)
     workload = workload or row["workload"].split("|")[0]
     if batch is None:
@@ -146,7 +148,11 @@ def _metric(row, workload, batch) -> float:
     system.check(ops)
     rep = evaluate(system, ops, hard=True)
     if metric in RATIO_METRICS:
-        base_rep = evaluate(hardware.preset(row["baseline"]), ops, hard=True)
+        base_batch = _options(row).get("baseline_batch")
+        base_ops = ops if base_batch is None else claim_ops(row, workload, base_batch)
+        baseline = hardware.preset(row["baseline"])
+        baseline.check(base_ops)
+        base_rep = evaluate(baseline, base_ops, hard=True)
         return RATIO_METRICS[metric](rep, base_rep, row["system"], row["baseline"])
     if metric in SINGLE_METRICS:
         return SINGLE_METRICS[metric](rep, ops, row["system"])
