@@ -327,6 +327,19 @@ class LLM:
         return make_ops(self._apply_launches(rows, launches), tokens=B, weight_footprint=wfp,
                         kv_footprint=kfp, phase="decode", workload=self.name)
 
+    def speculative_decode(self, batch=1.0, context=1024.0, *, draft_length=4,
+                           acceptance=0.8, draft_wbits=4.0, wbits=None, abits=16.0,
+                           kvbits=16.0, **kw) -> Ops:
+        """One self-speculative step: ``draft_length`` draft decode steps reading the
+        high ``draft_wbits`` bit-planes, one verify pass over ``draft_length + 1``
+        tokens; tokens = batch x expected accepted tokens. See
+        `perfmodel.workloads._speculative`."""
+        from perfmodel.workloads._speculative import speculative_decode
+
+        return speculative_decode(self, batch, context, draft_length=draft_length,
+                                  acceptance=acceptance, draft_wbits=draft_wbits,
+                                  wbits=wbits, abits=abits, kvbits=kvbits, **kw)
+
     def prefill(self, batch=1.0, prompt=512.0, *, wbits=None, abits=16.0, kvbits=16.0,
                 attention: str = "fused", tensor_parallel: int = 1,
                 launches: dict | None = None) -> Ops:

@@ -1,0 +1,334 @@
+"""Hybrid-bonded 3D DRAM-on-logic target (ELMoE-3D, Stratum-style near-memory stacks).
+
+A DRAM die hybrid-bonded face-to-face on a logic die with bit-sliced MAC arrays; an
+off-package tier (LPDDR/DDR) holds what does not fit. Per op row and instance (SI):
+
+    bonds      = A_bond / p^2                       (bond density 1/p^2 x bonded area)
+    B_bond     = bonds * f_signal * r_bond / 8      (signal bonds x per-bond rate; B/s)
+    B_3d       = smooth_min(B_bond, B_array) * eta_3d * derate
+                 (finer pitch never lowers bandwidth: the DRAM arrays cap it)
+    P_dyn_pk   = N_mac * f_clk * e_slice + B_3d_peak * 8 * (e_bond + e_array)
+    derate     = smooth_min(1, (rho_max * A_stack - P_static) / P_dyn_pk)
+                 (clock and bank rate throttled so that stack power <= rho_max * A_stack)
+    slices     = ceil(weight_bits / slice_bits)     (bit-sliced weights; 1 for vector ops)
+    t_compute  = flops / 2 * slices / (N_mac * f_clk * eta_mac * derate)
+    MoE expert cache (kinds moe_up, moe_down), E experts per layer (router width):
+      resident   = (1 - s_exp) * W + KV,  s_exp = expert share of the weight bytes
+      x          = smooth_min(smooth_relu(C_3d - resident) / (s_exp * W), 1)
+      hit        = H(x E, s) / H(E, s),  H = generalized harmonic number (Zipf routing
+                   with skew s, Euler-Maclaurin form: smooth in the cached count)
+      draft rows (``draft:`` prefix, self-speculation) read only cached experts (hit),
+      other expert rows read hit from the stack and (1 - hit) from the off-package tier;
+      non-expert weights and KV spill f_sp = relu(1 - C_3d / resident) off-package.
+    t_3d       = bytes_3d / B_3d,   t_off = bytes_off / (B_off * eta_off)
+    t          = smooth_max(t_compute, t_3d, t_off) + launches * t_launch
+    E          = flops/2 * slices * e_slice + 8 bytes_3d (e_bond + e_array)
+                 + 8 bytes_off e_off + (P_static + P_host) * latency
+                 (P_host: static power of the host whose memory is the off-package tier;
+                 outside the stack, so not in its power density)
+    area       = A_logic + bonds * f_signal * a_cell   (stack footprint, m^2)
+
+Self-speculation as a serving mode of the design (``speculative = True``): a decode
+table is run as Elastic-SD (perfmodel.workloads._speculative): per row,
+``t = (gamma * t_draft + t_verify) / tau``, ``tau = (1 - alpha^(gamma+1)) / (1 - alpha)``,
+the draft reading ``draft_fraction`` of the weight bit-planes (of cached experts only)
+and the verify the rest for ``gamma + 1`` tokens. The draft's time goes to the report's
+``overhead`` column (it does not overlap the verify). ``smooth_*`` are exact with
+``hard=True``. Constants, sources and limits: docs/families/bonded3d.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from perfmodel._errors import ModelInputError
+from perfmodel._ops import Ops
+from perfmodel._report import Cost
+from perfmodel._smooth import smooth_ceil, smooth_maximum, smooth_min, smooth_relu
+from perfmodel._spec import SpecReader
+from perfmodel._target import AbstractUnit, check_positive_leaves, format_bytes, is_traced
+from perfmodel.hardware._xpu import MATMUL_KINDS, MemoryLevel, from_odds, to_odds
+from perfmodel.workloads import _speculative as spec
+
+#: Kinds whose weights are MoE experts (served through the expert cache).
+EXPERT_KINDS = spec.EXPERT_KINDS
+#: Below this |u| the relative exponential expm1(u)/u uses its series (no 0/0).
+_EXPREL_SERIES = 1e-4
+#: Floor of the power-derating factor (keeps times finite when static power alone
+#: exceeds the budget; `check` rejects such designs). Dimensionless, chosen.
+_MIN_DERATE = 1e-3
+
+BENCH_CASE = dict(hardware="elmoe-3d", workload="llama-2-7b", phase="decode", batch=1.0,
+                  context=1024.0)
+
+
+def _exprel(u):
+    """expm1(u) / u, smooth through u = 0."""
+    small = jnp.abs(u) < _EXPREL_SERIES
+    safe = jnp.where(small, 1.0, u)
+    return jnp.where(small, 1.0 + 0.5 * u, jnp.expm1(safe) / safe)
+
+
+def harmonic(x, s):
+    """Generalized harmonic number H(x, s) = sum_{i<=x} i^-s, smooth in real x >= 0:
+    Euler-Maclaurin ``(x^(1-s) - 1)/(1-s) + (1 + x^-s)/2 + s/12 (1 - x^(-s-1))`` for
+    x >= 1 (exact at integers to < 1% for s <= 2, x >= 2), linear ``x`` below 1."""
+    xs = jnp.maximum(x, 1.0)
+    lx = jnp.log(xs)
+    integral = lx * _exprel((1.0 - s) * lx)
+    em = integral + 0.5 * (1.0 + xs ** (-s)) + s / 12.0 * (1.0 - xs ** (-s - 1.0))
+    return jnp.where(x < 1.0, x, em)
+
+
+def zipf_hit_rate(cached, experts, skew):
+    """Fraction of expert accesses that hit a cache of the ``cached`` most popular of
+    ``experts`` experts under Zipf popularity with exponent ``skew``."""
+    return harmonic(cached, skew) / harmonic(experts, skew)
+
+
+class Bonded3D(AbstractUnit):
+    """A hybrid-bonded DRAM-on-logic stack with an off-package memory tier, an MoE
+    expert cache and optional self-speculative decoding (Elastic-SD).
+
+    Every float leaf may be scaled by [0.5, 2] and remains a valid design (fractions are
+    stored as odds)."""
+
+    bond_pitch: Float[Array, ""]            # m, hybrid-bond pitch
+    bonded_area: Float[Array, ""]           # m^2 of bonded face
+    bond_rate: Float[Array, ""]             # bit/s per signal bond
+    signal_odds: Float[Array, ""]           # signal share of bonds (vs power/ground/spare)
+    bond_energy_per_bit: Float[Array, ""]   # J/bit across the bond
+    bond_cell_area: Float[Array, ""]        # m^2 of logic per signal bond (driver, ESD)
+    array_bandwidth: Float[Array, ""]       # B/s, DRAM bank-array limit of the stack
+    dram_capacity: Float[Array, ""]         # B in the stacked DRAM
+    array_energy_per_bit: Float[Array, ""]  # J/bit, DRAM cell + local IO (bank-level)
+    dram_odds: Float[Array, ""]             # achieved/peak stack bandwidth, odds
+    offchip: MemoryLevel                    # off-package tier (bandwidth, capacity, ...)
+    mac_units: Float[Array, ""]             # MACs per cycle (one weight slice each)
+    clock: Float[Array, ""]                 # Hz
+    slice_bits: Float[Array, ""]            # weight bits per slice of the MAC array
+    energy_per_slice_mac: Float[Array, ""]  # J per MAC per weight slice
+    compute_odds: Float[Array, ""]          # achieved/peak MAC rate, odds
+    logic_area: Float[Array, ""]            # m^2 of logic (MAC arrays, SRAM, control)
+    static_power: Float[Array, ""]          # W of the stack (in its power density)
+    host_power: Float[Array, ""]            # W of the host owning the off-package tier
+    power_density_limit: Float[Array, ""]   # W/m^2 of stack footprint
+    routing_skew: Float[Array, ""]          # Zipf exponent of expert popularity
+    launch_overhead: Float[Array, ""]       # s per op instance (dispatch, sync)
+    acceptance_odds: Float[Array, ""]       # speculation: per-token acceptance, odds
+    draft_odds: Float[Array, ""]            # speculation: draft bits / weight bits, odds
+    name: str = eqx.field(static=True)
+    bibtex: str = eqx.field(static=True)
+    title: str = eqx.field(static=True, default="")
+    speculative: bool = eqx.field(static=True, default=False)
+    draft_length: int = eqx.field(static=True, default=4)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def signal_fraction(self):
+        return from_odds(self.signal_odds)
+
+    @property
+    def acceptance(self):
+        return from_odds(self.acceptance_odds)
+
+    @property
+    def draft_fraction(self):
+        return from_odds(self.draft_odds)
+
+    def bonds(self):
+        """Bond count: density 1/pitch^2 times the bonded area (pads tile the area)."""
+        return self.bonded_area / (self.bond_pitch * self.bond_pitch)
+
+    def bond_bandwidth(self):
+        """B/s the signal bonds can carry."""
+        return self.bonds() * self.signal_fraction * self.bond_rate / 8.0
+
+    def peak_bandwidth(self, *, hard: bool = False):
+        """Stack bandwidth before efficiency and derating: bonds or DRAM arrays."""
+        return smooth_min(self.bond_bandwidth(), self.array_bandwidth, hard=hard)
+
+    def area(self):
+        """Stack footprint, m^2: logic plus the bond drivers."""
+        return self.logic_area + self.bonds() * self.signal_fraction * self.bond_cell_area
+
+    def peak_dynamic_power(self, *, hard: bool = False):
+        return (self.mac_units * self.clock * self.energy_per_slice_mac
+                + self.peak_bandwidth(hard=hard) * 8.0
+                * (self.bond_energy_per_bit + self.array_energy_per_bit))
+
+    def derate(self, *, hard: bool = False):
+        """Throughput factor in (0, 1] that keeps stack power under the density limit."""
+        budget = self.power_density_limit * self.area() - self.static_power
+        p_dyn = self.peak_dynamic_power(hard=hard)
+        usable = smooth_relu(budget, p_dyn, hard=hard) + _MIN_DERATE * p_dyn
+        return smooth_min(usable / p_dyn, 1.0, hard=hard)
+
+    # ------------------------------------------------------------------ validation
+    def check(self, ops: Ops | None = None) -> None:
+        check_positive_leaves(self, self.name)
+        if not isinstance(self.draft_length, int) or self.draft_length < 1:
+            raise ModelInputError(f"{self.name}.draft_length = {self.draft_length!r} is "
+                                  "invalid; it must be an integer >= 1.")
+        if is_traced(self.static_power):
+            return
+        budget = float(self.power_density_limit * self.area())
+        if float(self.static_power) >= budget:
+            raise ModelInputError(
+                f"{self.name}.static_power = {float(self.static_power):g} W is invalid; it "
+                f"must be below power_density_limit x area = {budget:g} W.")
+        if ops is None or is_traced(ops.weight_footprint):
+            return
+        need = float(ops.weight_footprint + ops.kv_footprint)
+        have = float(self.dram_capacity + self.offchip.capacity)
+        if need > have:
+            raise ModelInputError(
+                f"the workload needs {format_bytes(need)} of weights + KV cache but "
+                f"{self.name}.dram_capacity + offchip.capacity is {format_bytes(have)}; "
+                "reduce batch/context/bits or add capacity.")
+
+    # ------------------------------------------------------------------ the model
+    def _expert_split(self, ops: Ops, *, hard: bool):
+        """(hit rate of expert accesses, spill fraction of non-expert resident bytes)."""
+        experts = spec.router_width(ops)
+        ex = np.array([k in EXPERT_KINDS for k in ops.kinds])
+        body = np.array([k in spec.WEIGHT_KINDS for k in ops.kinds])
+        if experts is not None and ex.any():
+            # expert share of the (body) weight bytes, from the rows: an expert row's
+            # weights for all E experts are weight_bytes * E / groups.
+            full = ops.weight_bytes * ops.count * jnp.where(ex, experts / ops.groups, 1.0)
+            share = jnp.sum(jnp.where(ex, full, 0.0)) / jnp.sum(jnp.where(body, full, 0.0))
+        else:
+            share = jnp.asarray(0.0)
+        expert_bytes = share * ops.weight_footprint
+        resident = ops.weight_footprint - expert_bytes + ops.kv_footprint + 1.0
+        spill = smooth_relu(1.0 - self.dram_capacity / resident, 1.0, hard=hard)
+        if experts is None:
+            return jnp.asarray(1.0), spill
+        room = smooth_relu(self.dram_capacity - resident, self.dram_capacity, hard=hard)
+        frac = smooth_min(room / (expert_bytes + 1.0), 1.0, hard=hard)
+        hit = zipf_hit_rate(frac * experts, experts, self.routing_skew)
+        return jnp.minimum(hit, 1.0), spill
+
+    def _rows(self, ops: Ops, hit, spill, *, hard: bool, derate):
+        """Per-row time terms [rows, 3], overhead [rows], energy [rows, 3]."""
+        mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
+        ex = np.array([k in EXPERT_KINDS for k in ops.kinds])
+        draft = np.array([n.startswith(spec.DRAFT_PREFIX) for n in ops.names])
+        slices = jnp.where(mm, smooth_ceil(ops.weight_bits / self.slice_bits, hard=hard), 1.0)
+        macs = 0.5 * ops.flops * slices
+        rate = self.mac_units * self.clock * from_odds(self.compute_odds) * derate
+        t_compute = macs / rate
+        # expert weights: hits from the stack; misses off-package (draft: skipped)
+        w = ops.weight_bytes
+        kv = ops.kv_read_bytes + ops.kv_write_bytes
+        act = ops.act_in_bytes + ops.act_out_bytes
+        w_stack = jnp.where(ex, w * hit, w * (1.0 - spill))
+        w_off = jnp.where(ex, jnp.where(draft, 0.0, w * (1.0 - hit)), w * spill)
+        bytes_3d = w_stack + kv * (1.0 - spill) + act
+        bytes_off = w_off + kv * spill
+        bw_3d = self.peak_bandwidth(hard=hard) * from_odds(self.dram_odds) * derate
+        bw_off = self.offchip.bandwidth * self.offchip.efficiency
+        t_3d = bytes_3d / bw_3d
+        t_off = bytes_off / bw_off
+        terms = jnp.stack([t_compute, t_3d, t_off], axis=1)
+        energy = jnp.stack([
+            macs * self.energy_per_slice_mac,
+            bytes_3d * 8.0 * (self.bond_energy_per_bit + self.array_energy_per_bit),
+            bytes_off * 8.0 * self.offchip.energy_per_bit,
+        ], axis=1)
+        return terms, ops.launches * self.launch_overhead, energy
+
+    def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
+        if mapping is not None:
+            raise ModelInputError("the bonded-3d target has no mapping choices; pass "
+                                  "mapping=None.")
+        derate = self.derate(hard=hard)
+        hit, spill = self._expert_split(ops, hard=hard)
+        names = ("compute", "stack_dram", "offchip")
+        if self.speculative and ops.phase == "decode":
+            g = float(self.draft_length)
+            f = self.draft_fraction
+            d_ops = dataclasses.replace(spec.draft_ops(ops, f), names=tuple(
+                spec.DRAFT_PREFIX + n for n in ops.names))
+            v_ops = spec.verify_ops(ops, self.draft_length, 1.0 - f)
+            d_t, d_o, d_e = self._rows(d_ops, hit, spill, hard=hard, derate=derate)
+            v_t, v_o, v_e = self._rows(v_ops, hit, spill, hard=hard, derate=derate)
+            inv_tau = 1.0 / spec.expected_tokens(self.draft_length, self.acceptance)
+            d_time = smooth_maximum(d_t, axis=1, hard=hard) + d_o
+            terms = v_t * inv_tau
+            overhead = (g * d_time + v_o) * inv_tau
+            energy = (g * d_e + v_e) * inv_tau
+        else:
+            terms, overhead, energy = self._rows(ops, hit, spill, hard=hard, derate=derate)
+        return Cost(time_terms=terms, overhead=overhead, energy_terms=energy,
+                    static_power=self.static_power + self.host_power, area=self.area(),
+                    components=names, energy_components=names)
+
+
+# ---------------------------------------------------------------------- spec files
+def from_spec(data: dict, label: str) -> Bonded3D:
+    """Read a ``family = "bonded-3d"`` spec (format: docs/families/bonded3d.md)."""
+    r = SpecReader(data, label)
+    n = lambda *p, **kw: jnp.asarray(r.number(*p, **kw))  # noqa: E731
+    speculative = r.section("speculation", required=False) is not None
+    if speculative:
+        speculative = r.raw("speculation", "enabled", default=True)
+        if not isinstance(speculative, bool):
+            raise ModelInputError(f"{label}: speculation.enabled = {speculative!r} must be "
+                                  "true or false.")
+    draft_length = 4
+    acceptance, draft_fraction = 0.5, 0.5
+    if r.section("speculation", required=False) is not None:
+        draft_length = r.raw("speculation", "draft_length", required=True)
+        if isinstance(draft_length, bool) or not isinstance(draft_length, int) \
+                or draft_length < 1:
+            raise ModelInputError(f"{label}: speculation.draft_length = {draft_length!r} "
+                                  "is invalid; it must be an integer >= 1.")
+        acceptance = r.number("speculation", "acceptance", hi=0.999)
+        draft_fraction = r.number("speculation", "draft_fraction", hi=0.999)
+    pitch = r.number("bond", "pitch", unit="_um")
+    hw = Bonded3D(
+        bond_pitch=jnp.asarray(pitch),
+        bonded_area=n("bond", "area", unit="_mm2"),
+        bond_rate=n("bond", "rate", unit="_Gbps"),
+        signal_odds=jnp.asarray(to_odds(r.number("bond", "signal_fraction", hi=0.999))),
+        bond_energy_per_bit=n("bond", "energy", unit="_pJ_per_bit"),
+        bond_cell_area=n("bond", "cell_area", unit="_um2"),
+        array_bandwidth=n("dram", "array_bandwidth", unit="_GB_s"),
+        dram_capacity=n("dram", "capacity", unit="_GB"),
+        array_energy_per_bit=n("dram", "energy", unit="_pJ_per_bit"),
+        dram_odds=jnp.asarray(to_odds(r.number("dram", "efficiency", hi=0.999))),
+        offchip=MemoryLevel(
+            bandwidth=n("offchip", "bandwidth", unit="_GB_s"),
+            capacity=n("offchip", "capacity", unit="_GB"),
+            energy_per_bit=n("offchip", "energy", unit="_pJ_per_bit"),
+            odds=jnp.asarray(to_odds(r.number("offchip", "efficiency", hi=0.999)))),
+        mac_units=n("compute", "mac_units"),
+        clock=n("compute", "clock", unit="_GHz"),
+        slice_bits=n("compute", "slice_bits"),
+        energy_per_slice_mac=n("compute", "energy", unit="_pJ_per_mac"),
+        compute_odds=jnp.asarray(to_odds(r.number("compute", "efficiency", hi=0.999))),
+        logic_area=n("compute", "logic_area", unit="_mm2"),
+        static_power=n("power", "static", unit="_W"),
+        host_power=n("power", "host", unit="_W"),
+        power_density_limit=n("power", "density_limit", unit="_W_per_cm2"),
+        routing_skew=n("moe", "routing_skew"),
+        launch_overhead=n("compute", "launch_overhead", unit="_us"),
+        acceptance_odds=jnp.asarray(to_odds(acceptance)),
+        draft_odds=jnp.asarray(to_odds(draft_fraction)),
+        name=str(r.raw("name", required=True)),
+        title=str(r.raw("title", default="")),
+        bibtex=str(r.raw("bibtex", default="")),
+        speculative=speculative,
+        draft_length=int(draft_length),
+    )
+    r.raw("family")
+    r.raw("schema_version")
+    r.finish()
+    return hw
