@@ -157,8 +157,11 @@ class OpticalAccelerator(AbstractUnit):
         sensitivity and the power at which shot + TIA noise allow ``adc_bits``."""
         snr = 10.0 ** ((SNR_DB_PER_BIT * self.adc_bits + SNR_DB_OFFSET) / 10.0)
         bw = 0.5 * self.modulation_rate
-        sqb = snr * ELECTRON_CHARGE * bw
-        current = sqb + jnp.sqrt(sqb * sqb + snr * self.tia_noise ** 2 * bw)
+        # I = S q B + sqrt((S q B)^2 + S i_n^2 B), written as sqrt(S B) i_n (u + sqrt(u^2 + 1))
+        # with u = q sqrt(S B) / i_n so that no float32 intermediate underflows (q^2).
+        root = jnp.sqrt(snr * bw)
+        u = ELECTRON_CHARGE * root / self.tia_noise
+        current = root * self.tia_noise * (u + jnp.sqrt(u * u + 1.0))
         return smooth_max(self.pd_sensitivity, current / self.pd_responsivity, hard=hard)
 
     def laser_power(self, wavelengths=None, *, hard: bool = False):
