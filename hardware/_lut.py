@@ -27,7 +27,9 @@ size (mapping; continuous, rounded with ``hard=True``), G = ``groups``, [m, k] x
     t_spill   = spill lookups entry_bits / 8 / B_spill
     t_dram    = dram_bytes / min(B_dram eta_dram, cores B_core)    (weights at b bits)
 
-Other rows (attention, norms, softmax, LM head at 16 bits) run on the host:
+Weight rows whose weight_bits exceed what the tables take (``max_weight_bits``, log2(3)
+for ternary) fall back to the host, as T-MAC falls back to llama.cpp kernels. Other rows
+(attention, norms, softmax, LM head at 16 bits) run on the host:
 ``t_host = flops / F_host``. Every row: ``t = smooth_max(t_lut, t_spill, t_dram, t_host)
 + launches t_dispatch``.
 
@@ -131,6 +133,13 @@ class LUT(AbstractUnit):
     def lut_efficiency(self):
         return from_odds(self.lut_odds)
 
+    @property
+    def representable_weight_bits(self) -> float:
+        """Widest weight the tables take: max_weight_bits, or log2(3) for ternary."""
+        if self.encoding == "ternary":
+            return min(self.max_weight_bits, TERNARY_BITS + 1e-3)
+        return self.max_weight_bits
+
     def default_mapping(self) -> LUTMapping:
         return LUTMapping(group_size=self.group_size)
 
@@ -149,18 +158,10 @@ class LUT(AbstractUnit):
             return
         lut_rows = np.array([k in LUT_KINDS for k in ops.kinds])
         if lut_rows.any():
-            wb = np.asarray(ops.weight_bits)[..., lut_rows]
             ab = np.asarray(ops.act_bits)[..., lut_rows]
-            wmax = self.max_weight_bits
-            if self.encoding == "ternary":
-                wmax = min(wmax, TERNARY_BITS + 1e-3)
-            if np.any(wb > wmax):
-                raise ModelInputError(
-                    f"weight_bits = {float(wb.max()):g} exceeds what {self.name} can represent "
-                    f"({self.encoding} weights); weight_bits must be in [1, {wmax:.3g}].")
             if np.any(ab > self.max_act_bits):
                 raise ModelInputError(
-                    f"act_bits = {float(ab.max()):g} exceeds the activation width of "
+                    f"act_bits = {float(ab.max()):g} exceeds the table entry format of "
                     f"{self.name}; act_bits must be in [1, {self.max_act_bits:g}].")
         if not is_traced(ops.weight_footprint):
             need = float(ops.weight_footprint + ops.kv_footprint)
@@ -199,7 +200,10 @@ class LUT(AbstractUnit):
         if mapping is not None and not isinstance(mapping, LUTMapping):
             raise ModelInputError(f"{self.name}: mapping must be a LUTMapping or None.")
         g = self._group_size(mapping, hard)
-        lut = np.array([k in LUT_KINDS for k in ops.kinds], dtype=float)  # static mask
+        # weight GEMMs run on the tables when the weights fit the encoding; wider weights
+        # (e.g. 16-bit) fall back to the host, as T-MAC falls back to llama.cpp kernels
+        lut = np.array([k in LUT_KINDS for k in ops.kinds], dtype=float) * (
+            ops.weight_bits <= self.representable_weight_bits)
         host = 1.0 - lut
         G, m, n, k = ops.groups, ops.m, ops.n, ops.k
         rate = self.units * self.lanes * self.clock * self.lut_efficiency
@@ -220,7 +224,8 @@ class LUT(AbstractUnit):
             builds = G * m * groups_k * entries
             combine = G * m * n * planes
             lane_ops = lookups + builds + combine + convert
-            e_dp = lookups * self.energy_per_lookup + (lookups + builds + combine) * self.energy_per_add
+            e_dp = (lookups * self.energy_per_lookup
+                    + (lookups + builds + combine) * self.energy_per_add)
         e_dp = e_dp + convert * self.energy_per_add
         t_lut = lut * lane_ops / rate
         # tables of the m tokens live while each weight is read once (batch reuse)
