@@ -228,22 +228,25 @@ class OpticalAccelerator(AbstractUnit):
         ew_f = 1.0 - mm_f
         f_inv = 1.0 / self.modulation_rate
         # ---- matmul rows on the photonic arrays (computed for every row, masked)
-        k_tiles = smooth_ceil(ops.k / (self.rows * wl), hard=hard)
-        n_tiles = smooth_ceil(ops.n / self.cols, hard=hard)
+        # per-design scalars first: each row then costs multiplies, not divisions
+        inv_k_tile = 1.0 / (self.rows * wl)
+        k_tiles = smooth_ceil(ops.k * inv_k_tile, hard=hard)
+        n_tiles = smooth_ceil(ops.n * (1.0 / self.cols), hard=hard)
         tiles = ops.groups * k_tiles * n_tiles
-        waves = smooth_ceil(tiles / self.arrays, hard=hard)
-        passes = (smooth_ceil(ops.weight_bits / self.cell_bits, hard=hard)
-                  * smooth_ceil(ops.act_bits / self.dac_bits, hard=hard))
+        waves = smooth_ceil(tiles * (1.0 / self.arrays), hard=hard)
+        passes = (smooth_ceil(ops.weight_bits * (1.0 / self.cell_bits), hard=hard)
+                  * smooth_ceil(ops.act_bits * (1.0 / self.dac_bits), hard=hard))
         streamed = ops.m * passes
         t_photonic = waves * streamed * f_inv
         slots = tiles * streamed
-        e_laser = self.laser_power(wl, hard=hard) * slots * f_inv
-        e_in = (ops.m * ops.groups * ops.k * n_tiles * passes
-                * (self.modulator_energy + self.dac_fom * 2.0 ** self.dac_bits))
-        e_out = (ops.m * ops.groups * ops.n * k_tiles * passes
-                 * (self.receiver_energy + self.adc_fom * 2.0 ** self.adc_bits))
+        e_laser = slots * (self.laser_power(wl, hard=hard) * f_inv)
+        e_symbol = self.modulator_energy + self.dac_fom * 2.0 ** self.dac_bits
+        e_sample = self.receiver_energy + self.adc_fom * 2.0 ** self.adc_bits
+        mgp = ops.m * ops.groups * passes
+        e_in = mgp * ops.k * n_tiles * e_symbol
+        e_out = mgp * ops.n * k_tiles * e_sample
         # ---- element-wise rows on the electronic unit
-        t_electronic = ops.flops / self.electronic_flops
+        t_electronic = ops.flops * (1.0 / self.electronic_flops)
         e_electronic = ops.flops * self.electronic_energy
         t_compute = mm_f * t_photonic + ew_f * t_electronic
         # ---- weights that do not stay resident in the cells are reprogrammed
@@ -251,10 +254,10 @@ class OpticalAccelerator(AbstractUnit):
                                  / (ops.weight_footprint + _ONE_BYTE), 1.0, hard=hard)
         spill_bytes = mm_f * spill_frac * ops.weight_bytes
         spill_cells = spill_bytes * 8.0 / self.cell_bits
-        t_program = spill_cells / self.write_rate
+        t_program = spill_cells * (1.0 / self.write_rate)
         mem_bytes = (ops.act_in_bytes + ops.act_out_bytes + ops.kv_read_bytes
                      + ops.kv_write_bytes + spill_bytes + ew_f * ops.weight_bytes)
-        t_memory = mem_bytes / self.memory_bandwidth
+        t_memory = mem_bytes * (1.0 / self.memory_bandwidth)
         time_terms = jnp.stack([t_compute, t_memory, t_program], axis=1)
         energy_terms = jnp.stack([
             mm_f * e_laser,
