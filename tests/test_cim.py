@@ -125,11 +125,11 @@ def test_jit_equals_eager(edgecim, llama1b_ops):
 
 def test_vmap_matches_loop(edgecim, llama1b_ops):
     params, static = _scaled(edgecim, jax.random.PRNGKey(1), 4)
-    batched = jax.vmap(lambda p: _latency(p, static, llama1b_ops))(params)
+    one_design = jax.jit(lambda p: _latency(p, static, llama1b_ops))
+    batched = jax.jit(jax.vmap(one_design))(params)
     for i in range(4):
         one = jax.tree.map(lambda x: x[i], params)
-        assert float(batched[i]) == pytest.approx(float(_latency(one, static, llama1b_ops)),
-                                                  rel=1e-5)
+        assert float(batched[i]) == pytest.approx(float(one_design(one)), rel=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["edgecim", "vitallm"])
@@ -141,7 +141,7 @@ def test_gradients_finite_over_random_designs(preset, llama1b_ops):
         rep = pm.evaluate(eqx.combine(p, static), llama1b_ops)
         return jnp.log(rep.latency) + jnp.log(rep.energy) + jnp.log(rep.area)
 
-    vals, grads = jax.vmap(jax.value_and_grad(objective))(params)
+    vals, grads = jax.jit(jax.vmap(jax.value_and_grad(objective)))(params)
     assert np.all(np.isfinite(np.asarray(vals)))
     for g in jax.tree.leaves(grads):
         assert np.all(np.isfinite(np.asarray(g)))
