@@ -244,12 +244,16 @@ class Bonded3D(AbstractUnit):
         w = ops.weight_bytes
         kv = ops.kv_read_bytes + ops.kv_write_bytes
         act = ops.act_in_bytes + ops.act_out_bytes
-        w_stack = jnp.where(ex, w * hit, w * (1.0 - spill))
-        w_off = jnp.where(ex, jnp.where(draft, 0.0, w * (1.0 - hit)), w * spill)
-        bytes_3d = w_stack + kv * (1.0 - spill) + act
-        bytes_off = w_off + kv * spill
         bw_3d = self.peak_bandwidth(hard=hard) * from_odds(self.dram_odds) * derate
         bw_off = self.offchip.bandwidth * self.offchip.efficiency
+        # cached experts also live in main memory: reads of them are split so that both
+        # tiers finish together (share bw_3d / (bw_3d + bw_off)) when the cache is big
+        # enough, so a bigger cache is never slower.
+        verify_hit = soft_min(hit, bw_3d / (bw_3d + bw_off), hard=hard)
+        w_stack = jnp.where(ex, w * jnp.where(draft, hit, verify_hit), w * (1.0 - spill))
+        w_off = jnp.where(ex, jnp.where(draft, 0.0, w * (1.0 - verify_hit)), w * spill)
+        bytes_3d = w_stack + kv * (1.0 - spill) + act
+        bytes_off = w_off + kv * spill
         t_3d = bytes_3d / bw_3d
         t_off = bytes_off / bw_off
         terms = jnp.stack([t_compute, t_3d, t_off], axis=1)
