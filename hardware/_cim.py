@@ -136,47 +136,61 @@ class CIM(AbstractUnit):
     def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
         if mapping is not None:
             raise ModelInputError("the cim target has no mapping choices; pass mapping=None.")
-        mm = np.array([k in MATMUL_KINDS for k in ops.kinds], dtype=float)  # static
-        ew = 1.0 - mm
-        mmf = jnp.asarray(mm, ops.m.dtype)
-        ewf = jnp.asarray(ew, ops.m.dtype)
-        # Element-wise rows carry m = elements; give them a one-vector shape on the macro
-        # path (their macro terms are masked out), so no huge counts reach the ceilings.
-        m = ops.m * mmf + ewf
-        f = self.clock
+        # Static row partition: matmul rows first (macro path), then element-wise rows
+        # (vector path), joined by a concatenation and put back in table order.
+        is_mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
+        perm = np.concatenate([np.flatnonzero(is_mm), np.flatnonzero(~is_mm)])
+        identity = bool(np.all(perm == np.arange(len(perm))))
+        if not identity:
+            ops = ops.take(perm)
+        n_mm = int(is_mm.sum())
+        mm, ew = slice(0, n_mm), slice(n_mm, None)
+        inv_f = 1.0 / self.clock
         inv_dram = 1.0 / (self.dram_bandwidth * self.dram_efficiency)
-
-        cpw = smooth_ceil(ops.weight_bits / self.cell_bits, hard=hard)
-        row_tiles = smooth_ceil(ops.k / self.rows, hard=hard)
-        col_tiles = smooth_ceil(ops.n * cpw / self.columns, hard=hard)
-        tiles = ops.groups * row_tiles * col_tiles
-        rounds = smooth_ceil(tiles / self.macros, hard=hard)
-        in_cycles = smooth_ceil(ops.act_bits / self.input_bits_per_cycle, hard=hard)
-        t_macro = mmf * rounds * m * in_cycles * self.columns_per_readout / f
-
-        footprint = ops.weight_footprint
-        over = smooth_relu(1.0 - self.capacity / (footprint + _BYTES_GUARD), 1.0, hard=hard)
-        stationary = ops.weight_bytes + ops.kv_read_bytes
-        stream = mmf * (over * ops.weight_bytes + ops.kv_read_bytes) + ewf * stationary
-        reload_share = stream / (stationary + _BYTES_GUARD)
-        t_write = mmf * reload_share * rounds * self.rows / (self.write_rows_per_cycle * f)
+        over = smooth_relu(1.0 - self.capacity / (ops.weight_footprint + _BYTES_GUARD), 1.0,
+                           hard=hard)
+        zeros_ew = jnp.zeros_like(ops.m[ew])
+        t_macro, t_write, stream, e_macro = [], [], [], []
+        if n_mm:
+            m, k, n, groups = ops.m[mm], ops.k[mm], ops.n[mm], ops.groups[mm]
+            wb, kv = ops.weight_bytes[mm], ops.kv_read_bytes[mm]
+            cpw = smooth_ceil(ops.weight_bits[mm] * (1.0 / self.cell_bits), hard=hard)
+            row_tiles = smooth_ceil(k * (1.0 / self.rows), hard=hard)
+            col_tiles = smooth_ceil(n * cpw * (1.0 / self.columns), hard=hard)
+            rounds = smooth_ceil(groups * row_tiles * col_tiles * (1.0 / self.macros),
+                                 hard=hard)
+            in_cycles = smooth_ceil(ops.act_bits[mm] * (1.0 / self.input_bits_per_cycle),
+                                    hard=hard)
+            t_macro.append(rounds * m * in_cycles * (self.columns_per_readout * inv_f))
+            s_mm = over * wb + kv
+            stream.append(s_mm)
+            t_write.append(s_mm / (wb + kv + _BYTES_GUARD) * rounds
+                           * (self.rows * inv_f / self.write_rows_per_cycle))
+            per_vector = m * groups * n * cpw * in_cycles
+            e_macro.append(per_vector * (k * self.cell_energy + row_tiles * self.column_energy))
+        if n_mm < ops.rows:
+            t_macro.append(zeros_ew)
+            t_write.append(zeros_ew)
+            stream.append(ops.weight_bytes[ew] + ops.kv_read_bytes[ew])
+            e_macro.append(zeros_ew)
+        t_macro, t_write = jnp.concatenate(t_macro), jnp.concatenate(t_write)
+        stream, e_macro = jnp.concatenate(stream), jnp.concatenate(e_macro)
+        is_mm_f = jnp.asarray(np.arange(ops.rows) < n_mm, stream.dtype)  # static
+        flops_ew = ops.flops * (1.0 - is_mm_f)
+        t_vector = flops_ew / self.vector_throughput
         dram_bytes = stream + ops.kv_write_bytes
         t_dram = dram_bytes * inv_dram
-        t_vector = ewf * ops.flops / self.vector_throughput
-
-        cell_cycles = m * ops.groups * ops.k * ops.n * cpw * in_cycles
-        col_cycles = m * ops.groups * row_tiles * ops.n * cpw * in_cycles
-        e_macro = mmf * (cell_cycles * self.cell_energy + col_cycles * self.column_energy)
-        e_write = mmf * 8.0 * stream * self.write_energy
-        e_dram = 8.0 * dram_bytes * self.dram_energy * (1.0 if self.include_dram else 0.0)
-        e_vector = ewf * ops.flops * self.vector_energy
-        return Cost(
+        e_write = is_mm_f * stream * (8.0 * self.write_energy)
+        e_dram = dram_bytes * (8.0 * self.dram_energy * (1.0 if self.include_dram else 0.0))
+        e_vector = flops_ew * self.vector_energy
+        cost = Cost(
             time_terms=jnp.stack([t_macro, t_write, t_dram, t_vector], axis=1),
             overhead=jnp.zeros_like(t_macro),
             energy_terms=jnp.stack([e_macro, e_write, e_dram, e_vector], axis=1),
             static_power=self.static_power, area=self.area,
             components=("macro", "write", "dram", "vector"),
             energy_components=("macro", "write", "dram", "vector"))
+        return cost if identity else cost.take(np.argsort(perm))
 
 
 def from_spec(data: dict, label: str) -> CIM:
