@@ -24,7 +24,7 @@ size (mapping; continuous, rounded with ``hard=True``), G = ``groups``, [m, k] x
     t_lut     = lane_ops / (units lanes clock eta_lut)
     tables    = m groups_k entries entry_bits / 8 / (units if k_split else 1)   bytes
     spill     = relu(tables - C_table) / tables          (share of lookups missing SRAM)
-    t_spill   = spill lookups entry_bits / 8 / B_spill
+    t_spill   = spill lookups line / B_spill     (a spilled lookup gathers one 64 B line)
     t_dram    = dram_bytes / min(B_dram eta_dram, cores B_core)    (weights at b bits)
 
 Weight rows whose weight_bits exceed what the tables take (``max_weight_bits``, log2(3)
@@ -65,6 +65,9 @@ from perfmodel.hardware._xpu import MemoryLevel, from_odds, to_odds
 #: embeddings in fp16, README "token-embed remaining un-quantized").
 LUT_KINDS = frozenset({"qkv_proj", "out_proj", "ffn_up", "ffn_down", "moe_router", "moe_up",
                        "moe_down", "conv", "fc"})
+#: Bytes moved per spilled lookup: a spilled lookup is a random gather of one cache line
+#: from the spill level (64 B lines in Arm and Apple cores; assumed for accelerators).
+SPILL_LINE_BYTES = 64.0
 #: Weight encodings: bit-serial planes (T-MAC, SAIL) or base-3 groups (ternary LUT).
 ENCODINGS = ("bit-serial", "ternary")
 #: Datapaths: table lookup, or multiply-accumulate (the dequantize-then-multiply baseline).
@@ -231,9 +234,10 @@ class LUT(AbstractUnit):
         # tables of the m tokens live while each weight is read once (batch reuse)
         share = self.units if self.k_split else 1.0
         tables = m * groups_k * entries * self.entry_bits / 8.0 / share
-        spill = smooth_relu(tables - self.table_capacity, self.table_capacity, hard=hard) / (
-            tables + 1.0)
-        spill_bytes = lut * spill * lookups * self.entry_bits / 8.0
+        # share of lookups whose table is not resident (dimensionless, so the smooth
+        # tail is negligible when the tables fit: ~1e-4 / (C / tables))
+        spill = smooth_relu(1.0 - self.table_capacity / (tables + 1.0), 1.0, hard=hard)
+        spill_bytes = lut * spill * lookups * SPILL_LINE_BYTES
         t_spill = spill_bytes / self.spill_bandwidth
         dram_bw = smooth_min(self.dram.bandwidth * self.dram.efficiency,
                              self.units * self.core_bandwidth, hard=hard)
