@@ -32,7 +32,9 @@ places each row on the units and combines. Per row r (``count`` c_r) and unit u:
 - ``fastest``: each row on the unit where it alone is fastest (a greedy baseline).
 
 Footprints: for the capacity-dependent terms of each unit (e.g. the xPU's offload tier),
-each unit sees the share of the weight and KV footprint of the rows placed on it.
+each unit sees the share of the weight and KV footprint of the rows placed on it; with
+``shared_memory`` (the PIM *is* the xPU's memory: NeuPIMs, Duplex) every unit sees the
+whole footprint, which must fit the one pool.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class System(AbstractTarget):
     low_unit: str = eqx.field(static=True, default="")
     high_unit: str = eqx.field(static=True, default="")
     sub_batches: int = eqx.field(static=True, default=2)
+    shared_memory: bool = eqx.field(static=True, default=False)
     title: str = eqx.field(static=True, default="")
 
     # ------------------------------------------------------------------ validation
@@ -184,7 +187,10 @@ class System(AbstractTarget):
         return soft_choice(logits, axis=1, hard=hard)
 
     def _unit_ops(self, ops: Ops, p) -> list[Ops]:
-        """Per unit, ``ops`` with the weight and KV footprints of the rows placed on it."""
+        """Per unit, ``ops`` with the weight and KV footprints of the rows placed on it
+        (with ``shared_memory``, every unit sees the whole footprint: one memory pool)."""
+        if self.shared_memory:
+            return [ops] * len(self.units)
         w = ops.count * ops.weight_bytes
         kv = ops.count * (ops.kv_read_bytes + ops.kv_write_bytes)
         out = []
@@ -300,6 +306,7 @@ def from_spec(data: dict, label: str) -> System:
         low_unit=str(r.raw("placement", "low", default=names[-1])),
         high_unit=str(r.raw("placement", "high", default=names[0])),
         sub_batches=int(r.number("system", "sub_batches", default=2.0, lo=1.0)),
+        shared_memory=bool(r.raw("system", "shared_memory", default=False)),
         name=str(r.raw("name", required=True)),
         bibtex=str(r.raw("bibtex", default="")),
         title=str(r.raw("title", default="")),
