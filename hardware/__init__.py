@@ -1,12 +1,28 @@
 """Hardware targets and presets (published systems).
 
-One module per target family; presets are spec files in ``presets/``.
+One module per target family; presets are spec files in ``presets/``:
+
+- `XPU`: GPUs, CPUs and NPUs (roofline over datapaths and a memory hierarchy);
+- `DramPim`: DRAM processing-in-memory (in-bank, bank-group, logic-die);
+- `LUT`: SRAM lookup-table GEMV (T-MAC, SAIL, ternary LUT accelerators);
+- `CIM`: SRAM compute-in-memory macros (EdgeCIM, VitaLLM);
+- `Bonded3D`: hybrid-bonded DRAM-on-logic with expert caching and speculation (ELMoE-3D);
+- `OpticalAccelerator`: photonic / optical PIM (OPIMA);
+- `System`: heterogeneous systems of the above with per-op `Placement` (NeuPIMs, AttAcc,
+  Duplex).
 """
 
+from perfmodel.hardware._bonded3d import Bonded3D
+from perfmodel.hardware._cim import CIM
+from perfmodel.hardware._dram_pim import DramPim, DramPimMapping
+from perfmodel.hardware._lut import LUT, LUTMapping
+from perfmodel.hardware._optical import OpticalAccelerator, OpticalMapping
 from perfmodel.hardware._registry import (from_spec, list_presets, load, preset, price,
                                           spec_sources)
 from perfmodel.hardware._system import Placement, System
 from perfmodel.hardware._xpu import DATATYPE_BITS, MATMUL_KINDS, XPU, MemoryLevel
 
-__all__ = ["XPU", "MemoryLevel", "System", "Placement", "DATATYPE_BITS", "MATMUL_KINDS",
-           "preset", "load", "list_presets", "from_spec", "spec_sources", "price"]
+__all__ = ["XPU", "MemoryLevel", "DramPim", "DramPimMapping", "LUT", "LUTMapping", "CIM",
+           "Bonded3D", "OpticalAccelerator", "OpticalMapping", "System", "Placement",
+           "DATATYPE_BITS", "MATMUL_KINDS", "preset", "load", "list_presets", "from_spec",
+           "spec_sources", "price"]
