@@ -318,4 +318,5 @@ def from_spec(data: dict, label: str) -> System:
     return system
 
 
-BENCH_CASE = None  # set once a system preset exists (see hardware/presets/neupims.toml)
+BENCH_CASE = dict(hardware="neupims", workload="llama-2-7b", phase="decode", batch=8.0,
+                  context=2048.0)

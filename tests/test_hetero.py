@@ -1,0 +1,125 @@
+"""Published heterogeneous systems: NeuPIMs (NPU + PIM), AttAcc (GPU + HBM-PIM) and
+Duplex (xPU + Logic-PIM). Their headline claims are rows of fit/data/claims/hetero.csv,
+asserted in tests/test_fit.py (measured errors in the known_miss column and below);
+here: the op/B figures Duplex states, the placements, the modes, and gradients."""
+
+import math
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+import perfmodel as pm
+
+SYSTEMS = ("neupims", "neupims-blocked", "attacc", "duplex")
+
+
+@pytest.fixture(scope="module")
+def claims():
+    return {r["id"]: r for r in pm.fit.reproduce() if r["id"].startswith(
+        ("neupims", "attacc", "duplex"))}
+
+
+def test_neupims_over_npu_only(claims):
+    """NeuPIMs' 2.4x over NPU-only: predicted 2.29x at batch 512 (-4.6%, tolerance 20%)."""
+    r = claims["neupims-vs-npu-only"]
+    assert abs(r["rel_error"]) <= r["tolerance"], r
+
+
+@pytest.mark.parametrize("claim_id,lo,hi", [
+    # measured at the time of writing; the misses and their causes are in hetero.csv
+    ("neupims-vs-gpu", 2.0, 3.0),        # 2.38x vs 3x (-20.7%)
+    ("neupims-vs-blocked", 1.05, 1.6),   # 1.15x vs 1.6x (-28.4%)
+    ("attacc-throughput", 1.5, 2.81),    # 1.89x vs 2.81x (-32.6%)
+    ("attacc-energy", 1.2, 2.67),        # 1.56x vs 2.67x (-41.6%)
+    ("duplex-throughput", 1.4, 2.67),    # 1.72x vs 2.67x (-35.8%)
+])
+def test_known_misses_keep_direction(claims, claim_id, lo, hi):
+    """The missed headlines still show the published direction (a gain > 1, below the
+    published figure): if one of these moves out of its band, the model changed."""
+    r = claims[claim_id]
+    assert r["known_miss"]
+    assert lo <= r["predicted"] <= hi, r
+
+
+@pytest.mark.parametrize("workload,group", [("mixtral-8x7b", 4), ("llama-3-70b", 8)])
+def test_duplex_gqa_attention_op_per_byte(workload, group):
+    """Duplex: GQA attention has op/B 4-8 (FLOP per byte of KV at fp16 = the group size)."""
+    ops = pm.workloads.preset(workload).decode(64.0, 4096.0)
+    op_b = float(ops.intensity[ops.names.index("attn_fused")])
+    assert op_b == pytest.approx(group, rel=0.05)
+    assert 4.0 * 0.95 <= op_b <= 8.0 * 1.05
+
+
+@pytest.mark.parametrize("batch", [1.0, 32.0, 128.0])
+def test_duplex_moe_op_per_byte_at_least_one(batch):
+    """Duplex: MoE expert layers have op/B >= 1 under continuous batching (1 at batch 1:
+    each touched expert sees one token), growing with batch x top-k / experts."""
+    ops = pm.workloads.preset("mixtral-8x7b").decode(batch, 2048.0)
+    for name in ("moe_up", "moe_down"):
+        op_b = float(ops.intensity[ops.names.index(name)])
+        assert op_b >= 0.95
+    # 2 experts per token over 8 experts: ~ batch / 4 tokens per touched expert
+    assert float(ops.intensity[ops.names.index("moe_up")]) >= 0.9 * batch / 4.0
+
+
+def test_attacc_places_decode_attention_on_pim():
+    s = pm.hardware.preset("attacc")
+    dec = pm.workloads.preset("gpt3-175b").decode(32.0, 2048.0, tensor_parallel=8)
+    p = np.asarray(s.placement(dec, hard=True))
+    pim = s.unit_names.index("pim")
+    for i, kind in enumerate(dec.kinds):
+        assert p[i, pim] == (1.0 if kind == "attn_fused" else 0.0), kind
+    pre = pm.workloads.preset("gpt3-175b").prefill(4.0, 2048.0, tensor_parallel=8)
+    pp = np.asarray(s.placement(pre, hard=True))
+    attn = [i for i, k in enumerate(pre.kinds) if k.startswith("attn")]
+    assert np.all(pp[attn, pim] == 0.0)  # compute-bound prefill attention stays on the GPU
+
+
+def test_neupims_places_attention_gemvs_on_pim():
+    s = pm.hardware.preset("neupims")
+    ops = pm.workloads.preset("gpt3-6.7b").decode(256.0, 256.0, attention="standard",
+                                                  tensor_parallel=4)
+    p = np.asarray(s.placement(ops, hard=True))
+    on_pim = {k for k, row in zip(ops.kinds, p) if row[s.unit_names.index("pim")] == 1.0}
+    assert on_pim == {"attn_score", "attn_value"}
+
+
+@pytest.mark.parametrize("batch", [64.0, 256.0, 512.0])
+def test_neupims_concurrent_never_slower_than_blocked(batch):
+    ops = pm.workloads.preset("gpt3-6.7b").decode(batch, 256.0, attention="standard",
+                                                  tensor_parallel=4)
+    c = pm.evaluate(pm.hardware.preset("neupims"), ops, hard=True)
+    b = pm.evaluate(pm.hardware.preset("neupims-blocked"), ops, hard=True)
+    assert float(c.latency) < float(b.latency)
+    assert float(c.energy) <= float(b.energy)  # same work, less static time
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_gradients_finite_over_random_designs(name):
+    hw = pm.hardware.preset(name)
+    ops = pm.workloads.preset("llama-2-7b").decode(8.0, 1024.0)
+    params, static = eqx.partition(hw, eqx.is_inexact_array)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
+    n = 16
+    batch = jax.tree.unflatten(tree, [x[None] * jax.random.uniform(k, (n,) + x.shape,
+                                                                   minval=0.5, maxval=2.0)
+                                      for x, k in zip(leaves, keys)])
+
+    def tok_per_j(p):
+        return 1.0 / pm.evaluate(eqx.combine(p, static), ops, check=False).energy_per_token
+
+    val, grads = jax.jit(jax.vmap(jax.value_and_grad(tok_per_j)))(batch)
+    assert np.all(np.isfinite(np.asarray(val))) and np.all(np.asarray(val) > 0)
+    for g in jax.tree.leaves(grads):
+        assert np.all(np.isfinite(np.asarray(g))), name
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_predict_json_works(name):
+    rep = pm.evaluate(pm.hardware.preset(name), pm.workloads.preset("llama-2-7b").decode(
+        4.0, 1024.0)).to_dict()
+    assert math.isfinite(rep["latency_s"]) and rep["latency_s"] > 0
+    assert rep["bound"] in pm.hardware.preset(name).unit_names + ("transfer",)
