@@ -342,13 +342,9 @@ def from_spec(data: dict, label: str) -> Bonded3D:
         launch_overhead=n("compute", "launch_overhead", unit="_us"),
         acceptance_odds=jnp.asarray(to_odds(acceptance)),
         draft_odds=jnp.asarray(to_odds(draft_fraction)),
-        name=str(r.raw("name", required=True)),
-        title=str(r.raw("title", default="")),
-        bibtex=str(r.raw("bibtex", default="")),
+        **r.identity(),
         speculative=speculative,
         draft_length=int(draft_length),
     )
-    r.raw("family")
-    r.raw("schema_version")
-    r.finish()
+    r.finish_target()
     return hw

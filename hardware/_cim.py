@@ -229,11 +229,7 @@ def from_spec(data: dict, label: str) -> CIM:
         periphery_area=num("area", "periphery", unit="_mm2"),
         max_weight_bits=int(max_bits),
         include_dram=include,
-        name=str(r.raw("name", required=True)),
-        title=str(r.raw("title", default="")),
-        bibtex=str(r.raw("bibtex", default="")),
+        **r.identity(),
     )
-    r.raw("family")
-    r.raw("schema_version")
-    r.finish()
+    r.finish_target()
     return hw

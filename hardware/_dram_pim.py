@@ -345,13 +345,9 @@ def from_spec(data: dict, label: str) -> DramPim:
         area=a("area", "pim_logic", unit="_mm2") if has_area else None,
         placement=str(placement),
         datapath_bits=r.number("pim", "datapath_bits", default=16.0),
-        name=str(r.raw("name", required=True)),
-        title=str(r.raw("title", default="")),
-        bibtex=str(r.raw("bibtex", default="")),
+        **r.identity(),
     )
-    r.raw("family")
-    r.raw("schema_version")
-    r.finish()
+    r.finish_target()
     return hw
 
 

@@ -309,11 +309,7 @@ def from_spec(data: dict, label: str) -> LUT:
         datapath=datapath,
         mirror=bool(r.raw("lut", "mirror", default=False)),
         k_split=bool(r.raw("lut", "k_split", default=False)),
-        name=str(r.raw("name", required=True)),
-        title=str(r.raw("title", default="")),
-        bibtex=str(r.raw("bibtex", default="")),
+        **r.identity(),
     )
-    r.raw("family")
-    r.raw("schema_version")
-    r.finish()
+    r.finish_target()
     return hw

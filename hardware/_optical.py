@@ -319,13 +319,9 @@ def from_spec(data: dict, label: str) -> OpticalAccelerator:
         converter_area=n("area", "converter", unit="_um2"),
         periphery_area=n("area", "periphery", unit="_mm2"),
         max_bits=max_bits,
-        name=str(r.raw("name", required=True)),
-        title=str(r.raw("title", default="")),
-        bibtex=str(r.raw("bibtex", default="")),
+        **r.identity(),
     )
-    r.raw("family")
-    r.raw("schema_version")
-    r.finish()
+    r.finish_target()
     return hw
 
 

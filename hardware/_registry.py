@@ -73,14 +73,10 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
         launch_overhead=jnp.asarray(eff("launch_overhead", unit="_us")),
         dram_latency=jnp.asarray(eff("dram_latency", unit="_us")),
         datatypes=datatypes,
-        name=str(r.raw("name", required=True)),
-        title=str(r.raw("title", default="")),
         offload_kind=kind,
-        bibtex=str(r.raw("bibtex", default="")),
+        **r.identity(),
     )
-    r.raw("family")
-    r.raw("schema_version")
-    r.finish()
+    r.finish_target()
     return hw
 
 

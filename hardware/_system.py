@@ -307,13 +307,9 @@ def from_spec(data: dict, label: str) -> System:
         high_unit=str(r.raw("placement", "high", default=names[0])),
         sub_batches=int(r.number("system", "sub_batches", default=2.0, lo=1.0)),
         shared_memory=bool(r.raw("system", "shared_memory", default=False)),
-        name=str(r.raw("name", required=True)),
-        bibtex=str(r.raw("bibtex", default="")),
-        title=str(r.raw("title", default="")),
+        **r.identity(),
     )
-    r.raw("family")
-    r.raw("schema_version")
-    r.finish()
+    r.finish_target()
     system.check()
     return system
 

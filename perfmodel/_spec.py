@@ -97,6 +97,20 @@ class SpecReader:
                 f"[{lo}, {hi}].")
         return value * (UNIT_SUFFIXES[unit] if unit else 1.0)
 
+    def identity(self) -> dict:
+        """A preset's ``name`` (required), ``title`` and ``bibtex``, as keyword arguments
+        for a target's constructor."""
+        return dict(name=str(self.raw("name", required=True)),
+                    title=str(self.raw("title", default="")),
+                    bibtex=str(self.raw("bibtex", default="")))
+
+    def finish_target(self) -> None:
+        """`finish` for a hardware spec: ``family`` and ``schema_version`` were read by the
+        loader; every other key must have been consumed."""
+        self.raw("family")
+        self.raw("schema_version")
+        self.finish()
+
     def finish(self, ignore: tuple[str, ...] = ("sources", "notes")) -> None:
         """Raise on any key that was not read (except documentation sections)."""
         unknown = []
