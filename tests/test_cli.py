@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+import perfmodel as pm
 from perfmodel._cli import main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -346,3 +347,24 @@ def test_console_script_entry_point():
                        timeout=120, env=env)
     assert r.returncode == 2 and r.stdout == "" and "batch" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- bench
+def test_bench_has_a_case_per_family():
+    """`perfmodel bench --all-targets` covers every family; each case's preset holds its
+    workload and evaluates (the timing itself is a benchmark, not a test)."""
+    from perfmodel._bench import bench_cases, case_ops
+    from perfmodel.hardware._registry import _FAMILIES
+
+    cases = bench_cases()
+    assert len(cases) == len(_FAMILIES)
+    for case in cases:
+        hw = pm.hardware.preset(case["hardware"])
+        ops = case_ops(case)
+        hw.check(ops)
+        assert math.isfinite(float(pm.evaluate(hw, ops).latency))
+
+
+def test_bench_unknown_target(capsys):
+    rc, out, err = run_cli(capsys, "bench", "--target", "nope", "--designs", "10")
+    assert rc == 2 and "--target" in err
