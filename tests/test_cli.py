@@ -368,3 +368,14 @@ def test_bench_has_a_case_per_family():
 def test_bench_unknown_target(capsys):
     rc, out, err = run_cli(capsys, "bench", "--target", "nope", "--designs", "10")
     assert rc == 2 and "--target" in err
+
+
+@pytest.mark.parametrize("name", pm.hardware.list_presets())
+def test_predict_every_preset(capsys, name):
+    """`perfmodel predict --json` works for every hardware preset (GPT-2 decode; the
+    optical presets also run ResNet-50, the workload their papers evaluate)."""
+    rc, out, err = run_cli(capsys, "predict", "--hardware", name, "--workload", "gpt2",
+                           "--phase", "decode", "--batch", "1", "--context", "512", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["latency_s"] > 0 and d["energy_j"] > 0 and d["breakdown"]
