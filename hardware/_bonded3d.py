@@ -51,7 +51,7 @@ from perfmodel._ops import Ops
 from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_maximum, smooth_relu
 from perfmodel._spec import SpecReader
-from perfmodel._target import AbstractUnit, check_positive_leaves, format_bytes, is_traced
+from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 from perfmodel.hardware._xpu import MATMUL_KINDS, MemoryLevel, from_odds, to_odds
 from perfmodel.workloads import _speculative as spec
 
@@ -198,15 +198,10 @@ class Bonded3D(AbstractUnit):
             raise ModelInputError(
                 f"{self.name}.static_power = {float(self.static_power):g} W is invalid; it "
                 f"must be below power_density_limit x area = {budget:g} W.")
-        if ops is None or is_traced(ops.weight_footprint):
-            return
-        need = float(ops.weight_footprint + ops.kv_footprint)
-        have = float(self.dram_capacity + self.offchip.capacity)
-        if need > have:
-            raise ModelInputError(
-                f"the workload needs {format_bytes(need)} of weights + KV cache but "
-                f"{self.name}.dram_capacity + offchip.capacity is {format_bytes(have)}; "
-                "reduce batch/context/bits or add capacity.")
+        if ops is not None:
+            check_capacity(ops, self.dram_capacity + self.offchip.capacity,
+                           f"{self.name}.dram_capacity + offchip.capacity",
+                           "reduce batch/context/bits or add capacity")
 
     # ------------------------------------------------------------------ the model
     def _expert_split(self, ops: Ops, *, hard: bool):

@@ -61,7 +61,7 @@ from perfmodel._ops import Ops
 from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_max
 from perfmodel._spec import SpecReader
-from perfmodel._target import AbstractUnit, check_positive_leaves, format_bytes, is_traced
+from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 
 #: Rows of these kinds run on the PIM MAC units (GEMV/GEMM against a stationary operand
 #: held in DRAM: weights or the KV cache); every other kind runs on the host / ASIC.
@@ -215,14 +215,9 @@ class DramPim(AbstractUnit):
                 f"compute bit-width {bits[..., pim].max():g} exceeds the PIM datapath of "
                 f"{self.name} ({self.datapath_bits:g} bits); bit-widths must be in "
                 f"[1, {self.datapath_bits:g}].")
-        if not is_traced(ops.weight_footprint) and not is_traced(self.capacity):
-            need = float(np.max(np.asarray(ops.weight_footprint + ops.kv_footprint)))
-            have = float(self.capacity)
-            if need > have:
-                raise ModelInputError(
-                    f"the workload needs {format_bytes(need)} of weights + KV cache but "
-                    f"{self.name}.capacity is {format_bytes(have)}; the matrices must fit "
-                    f"in the PIM capacity (use more channels/stacks or fewer bits).")
+        check_capacity(ops, self.capacity, f"{self.name}.capacity",
+                       "the matrices must fit in the PIM capacity (use more channels/stacks "
+                       "or fewer bits)")
 
     # ------------------------------------------------------------------ the model
     def cost(self, ops: Ops, mapping: DramPimMapping | None = None, *,

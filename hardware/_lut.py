@@ -56,7 +56,7 @@ from perfmodel._ops import Ops
 from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_min, smooth_relu
 from perfmodel._spec import SpecReader
-from perfmodel._target import AbstractUnit, check_positive_leaves, format_bytes, is_traced
+from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 from perfmodel.hardware._xpu import MemoryLevel, from_odds, to_odds
 
 #: Rows whose stationary operand is a weight matrix: they run as LUT-GEMV (or on the
@@ -166,14 +166,8 @@ class LUT(AbstractUnit):
                 raise ModelInputError(
                     f"act_bits = {float(ab.max()):g} exceeds the table entry format of "
                     f"{self.name}; act_bits must be in [1, {self.max_act_bits:g}].")
-        if not is_traced(ops.weight_footprint):
-            need = float(ops.weight_footprint + ops.kv_footprint)
-            have = float(self.dram.capacity)
-            if need > have:
-                raise ModelInputError(
-                    f"the workload needs {format_bytes(need)} of weights + KV cache but "
-                    f"{self.name}.dram.capacity is {format_bytes(have)}; reduce batch, context "
-                    f"or bits.")
+        check_capacity(ops, self.dram.capacity, f"{self.name}.dram.capacity",
+                       "reduce batch, context or bits")
 
     # ------------------------------------------------------------------ the model
     def table_entries(self, g):

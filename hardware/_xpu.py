@@ -36,7 +36,7 @@ from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_relu, smooth_step
-from perfmodel._target import AbstractUnit, check_positive_leaves, format_bytes, is_traced
+from perfmodel._target import AbstractUnit, check_positive_leaves, check_capacity
 
 #: Datapaths a device may have, and their operand bits. A row runs on the fastest
 #: datapath whose width holds its `compute_bits`.
@@ -134,14 +134,10 @@ class XPU(AbstractUnit):
             raise ModelInputError(
                 f"compute bit-width {bits.max():g} exceeds the widest datapath of "
                 f"{self.name} ({widest:g} bits); bit-widths must be in [1, {widest:g}].")
-        if self.offload is None and not is_traced(ops.weight_footprint):
-            need = float(ops.weight_footprint + ops.kv_footprint)
-            have = float(self.dram.capacity)
-            if need > have:
-                raise ModelInputError(
-                    f"the workload needs {format_bytes(need)} of weights + KV cache but "
-                    f"{self.name}.dram.capacity is {format_bytes(have)} and no offload tier "
-                    f"is configured; reduce batch/context/bits or add an [offload] tier.")
+        if self.offload is None:
+            check_capacity(ops, self.dram.capacity, f"{self.name}.dram.capacity",
+                           "no offload tier is configured; reduce batch/context/bits or add "
+                           "an [offload] tier")
 
     # ------------------------------------------------------------------ the model
     def datapath_peak(self, compute_bits, *, hard: bool):

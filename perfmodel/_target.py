@@ -74,6 +74,20 @@ def check_positive_leaves(tree, label: str) -> None:
                 f"{label}.{path} = {bad!r} is invalid; it must be finite and > 0.")
 
 
+def check_capacity(ops: Ops, capacity, field: str, hint: str) -> None:
+    """Raise `ModelInputError` when the weights + KV cache of ``ops`` exceed ``capacity``
+    (bytes) of the memory named ``field``; ``hint`` says what to change. Skipped for
+    traced values (checks are eager)."""
+    if is_traced(ops.weight_footprint) or is_traced(ops.kv_footprint) or is_traced(capacity):
+        return
+    need = float(np.max(np.asarray(ops.weight_footprint + ops.kv_footprint)))
+    have = float(np.min(np.asarray(capacity)))
+    if need > have:
+        raise ModelInputError(
+            f"the workload needs {format_bytes(need)} of weights + KV cache but {field} is "
+            f"{format_bytes(have)}; {hint}.")
+
+
 def is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
