@@ -9,12 +9,15 @@ One module per target family; presets are spec files in ``presets/``:
 - `Bonded3D`: hybrid-bonded DRAM-on-logic with expert caching and speculation (ELMoE-3D);
 - `OpticalAccelerator`: photonic / optical PIM (OPIMA);
 - `System`: heterogeneous systems of the above with per-op `Placement` (NeuPIMs, AttAcc,
-  Duplex).
+  Duplex);
+- `EagerFramework`: any target driven op by op from a host framework (PyTorch eager), the
+  way many papers measure their GPU baselines.
 """
 
 from perfmodel.hardware._bonded3d import Bonded3D
 from perfmodel.hardware._cim import CIM
 from perfmodel.hardware._dram_pim import DramPim, DramPimMapping
+from perfmodel.hardware._framework import EagerFramework
 from perfmodel.hardware._lut import LUT, LUTMapping
 from perfmodel.hardware._optical import OpticalAccelerator, OpticalMapping
 from perfmodel.hardware._registry import (from_spec, list_presets, load, preset, price,
@@ -24,5 +27,6 @@ from perfmodel.hardware._xpu import DATATYPE_BITS, MATMUL_KINDS, XPU, MemoryLeve
 
 __all__ = ["XPU", "MemoryLevel", "DramPim", "DramPimMapping", "LUT", "LUTMapping", "CIM",
            "Bonded3D", "OpticalAccelerator", "OpticalMapping", "System", "Placement",
+           "EagerFramework",
            "DATATYPE_BITS", "MATMUL_KINDS", "preset", "load", "list_presets", "from_spec",
            "spec_sources", "price"]

@@ -91,6 +91,7 @@ _FAMILIES = {
     "cim": "perfmodel.hardware._cim",
     "bonded-3d": "perfmodel.hardware._bonded3d",
     "optical": "perfmodel.hardware._optical",
+    "eager-framework": "perfmodel.hardware._framework",
 }
 
 
