@@ -50,14 +50,17 @@ def write_presets(summary: dict | None = None, preset_dir=None) -> list[str]:
     import pathlib
 
     from perfmodel.hardware._registry import PRESET_DIR, load
+    from perfmodel.hardware._xpu import XPU
 
     summary = summary or calibrate()
     mape = summary["mape_percent"]["all"]
     written = []
     for path in sorted(pathlib.Path(preset_dir or PRESET_DIR).glob("*.toml")):
-        if not load(path).title.startswith("NVIDIA"):
-            continue  # CPUs: the A100 fit does not apply
+        target = load(path)
         text = path.read_text()
+        if not (isinstance(target, XPU) and target.title.startswith("NVIDIA")
+                and "[efficiency]" in text):
+            continue  # CPUs (the A100 fit does not apply), variants that extend a preset
         for (section, key), name in PRESET_FIELDS.items():
             v = summary["parameters"][name]["value"] * (1e6 if key.endswith("_us") else 1.0)
             txt = f"{v:.3g}"

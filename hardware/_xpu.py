@@ -5,10 +5,12 @@ Model, per op row and instance (all SI; see docs/models.md for the derivation):
     peak      = peak FLOP/s of the fastest datapath with bits >= compute_bits
                 (matmul rows; element-wise rows use the fp32 vector datapath)
     tiles     = groups * ceil(m / tile_m) * ceil(n / tile_n)   (output tiles)
-    waves     = tiles / units;   wave_eff = waves / ceil(waves)  (wave quantization)
+    waves     = tiles / units
     pad_eff   = m / (MMA_M * ceil(m / MMA_M))                   (tensor-core row padding)
-    k_eff     = k / (k + k_half)                                (pipeline fill per tile)
-    t_compute = flops / (peak * eta_compute * wave_eff * pad_eff * k_eff)
+    split_eff = max_{s in SPLIT_K} q(s * waves) * k_s / (k_s + k_half),  k_s = k / s,
+                q(x) = x / ceil(x)     (wave quantization and pipeline fill per tile,
+                                        at the best split-K factor s)
+    t_compute = flops / (peak * eta_compute * split_eff * pad_eff)
     t_dram    = dram_bytes / (B_dram * eta_dram) + t_dram_latency
     t_l2      = l2_bytes / (B_l2 * eta_l2),
                 l2_bytes = [act_in * ceil(n / tile_n) + (weights + kv_read) * ceil(m / tile_m)]
@@ -47,6 +49,10 @@ MATMUL_KINDS = frozenset({
     "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc"})
 #: Tensor-core MMA row granularity (PTX ``mma.m16n8k16``): a GEMM with m < 16 pads rows.
 MMA_M = 16.0
+#: Split-K factors a GEMM library may use (cuBLAS/CUTLASS split the inner dimension
+#: when there are fewer output tiles than SMs); the best one is taken per row. Assumed
+#: candidate set (powers of two up to 8).
+SPLIT_K = (1.0, 2.0, 4.0, 8.0)
 #: Width (in bits) of the smooth step that decides if a datapath can hold compute_bits.
 _BITS_STEP_WIDTH = 0.05
 #: Exponent of per-FLOP energy in operand bits (assumed linear: operand delivery
@@ -154,6 +160,22 @@ class XPU(AbstractUnit):
                                hard=hard)  # [rows, dtypes], depends on the ops only
         return jnp.max(eligible * self.peak_flops[None, :], axis=1)
 
+    def split_k_efficiency(self, waves, k, *, hard: bool):
+        """[rows] wave x pipeline efficiency of the best split of k over `SPLIT_K`.
+
+        Splitting the inner dimension in ``s`` parts (split-K, as cuBLAS does for skinny
+        GEMMs with fewer output tiles than SMs) multiplies the work items by ``s`` and
+        shortens each tile's k loop: ``eff_s = q(s waves) * (k/s) / (k/s + k_half)``,
+        ``q(x) = x / ceil(x)``. The library picks the best ``s``: the exact max over the
+        static candidates, in both modes (continuous; kinks where two candidates tie).
+        The partial-sum reduction traffic (``s x m x n`` fp32) is not charged."""
+        effs = []
+        for s in SPLIT_K:  # static, 4 candidates
+            w = waves * s
+            k_s = k * (1.0 / s)
+            effs.append(w / smooth_ceil(w, hard=hard) * (k_s / (k_s + self.k_half)))
+        return jnp.max(jnp.stack(effs), axis=0)
+
     def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
         if mapping is not None:
             raise ModelInputError("the xpu target has no mapping choices; pass mapping=None.")
@@ -182,10 +204,9 @@ class XPU(AbstractUnit):
             tiles_m = smooth_ceil(m * (1.0 / self.tile_m), hard=hard)
             tiles_n = smooth_ceil(n * (1.0 / self.tile_n), hard=hard)
             waves = ops.groups[mm] * tiles_m * tiles_n * (1.0 / self.units)
-            wave_eff = waves / smooth_ceil(waves, hard=hard)
             pad_eff = m / (MMA_M * smooth_ceil(m / MMA_M, hard=hard))  # ops only
-            k_eff = k / (k + self.k_half)
-            t_parts.append(ops.flops[mm] * inv_eff / (peak * wave_eff * pad_eff * k_eff))
+            t_parts.append(ops.flops[mm] * inv_eff
+                           / (peak * pad_eff * self.split_k_efficiency(waves, k, hard=hard)))
             l2_parts.append((ops.act_in_bytes[mm] * tiles_n
                              + (ops.weight_bytes[mm] + ops.kv_read_bytes[mm]) * tiles_m)
                             * (1.0 / self.l2_reuse)

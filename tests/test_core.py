@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import perfmodel as pm
 from perfmodel._bench import random_designs
-from perfmodel.hardware._xpu import MATMUL_KINDS, MMA_M
+from perfmodel.hardware._xpu import MATMUL_KINDS, MMA_M, SPLIT_K
 
 
 def _to64(tree):
@@ -100,7 +100,9 @@ def _ceil_args(hw, ops):
     m, n = np.asarray(ops.m)[mm], np.asarray(ops.n)[mm]
     tm, tn = np.ceil(m / float(hw.tile_m)), np.ceil(n / float(hw.tile_n))
     waves = np.asarray(ops.groups)[mm] * tm * tn / float(hw.units)
-    return np.concatenate([m / float(hw.tile_m), n / float(hw.tile_n), waves, m / MMA_M])
+    split_waves = [waves * s for s in SPLIT_K]  # the split-K candidates' wave counts
+    return np.concatenate([m / float(hw.tile_m), n / float(hw.tile_n), *split_waves,
+                           m / MMA_M])
 
 
 def test_smooth_within_bound_of_exact(a100, llama7b):
