@@ -51,6 +51,8 @@ and static power x latency. ``smooth_*`` are exact with ``hard=True``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -58,7 +60,7 @@ from jaxtyping import Array, Float
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
-from perfmodel._report import Cost
+from perfmodel._report import Cost, report_from_cost
 from perfmodel._smooth import smooth_ceil, smooth_max
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
@@ -222,74 +224,135 @@ class DramPim(AbstractUnit):
     # ------------------------------------------------------------------ the model
     def cost(self, ops: Ops, mapping: DramPimMapping | None = None, *,
              hard: bool = False) -> Cost:
+        return self._cost(ops, mapping, hard=hard)[0]
+
+    def evaluate(self, ops: Ops, mapping: DramPimMapping | None = None, *,
+                 hard: bool = False):
+        cost, t_max = self._cost(ops, mapping, hard=hard)
+        report = report_from_cost(ops, cost, hard=hard, target=self.name)
+        if t_max is None:
+            return report
+        # Same values as the report's smooth max over the five columns, computed per
+        # block with the known zero columns folded (no transpose of the [rows, 5] terms).
+        op_time = ops.count * (t_max + cost.overhead)
+        latency = jnp.sum(op_time)
+        static_energy = cost.static_power * latency
+        return dataclasses.replace(
+            report, latency=latency, op_time=op_time, static_energy=static_energy,
+            energy=jnp.sum(report.energy_terms) + static_energy,
+            op_energy=jnp.sum(report.energy_terms, axis=1) + cost.static_power * op_time)
+
+    def _cost(self, ops, mapping, *, hard):
         mapping = default_mapping() if mapping is None else mapping
         if not isinstance(mapping, DramPimMapping):
             raise ModelInputError(
                 "mapping must be a perfmodel.hardware.DramPimMapping (or None for the "
                 f"default), not {type(mapping).__name__}.")
-        pim = np.array([k in PIM_KINDS for k in ops.kinds], dtype=float)  # static
-        host = 1.0 - pim
-        sites = self.sites
+        # Static row partition (as `XPU.cost`): PIM rows first, then host rows, so each
+        # term is computed only on the rows it applies to and the blocks are joined by a
+        # concatenation; reciprocals of per-design scalars are taken once, so each row
+        # costs multiplies. The permutation is undone at the end.
+        pim_rows = np.array([k in PIM_KINDS for k in ops.kinds], dtype=bool)  # static
+        perm = np.concatenate([np.flatnonzero(pim_rows), np.flatnonzero(~pim_rows)])
+        identity = bool(np.all(perm == np.arange(len(perm))))
+        if not identity:
+            ops = ops.take(perm)
+        n_pim = int(pim_rows.sum())
+        n_host = ops.rows - n_pim
+        pm, hs = slice(0, n_pim), slice(n_pim, None)
         refresh = self.refresh_factor
-
-        # mapping: sites split along k (2^s) and along the output rows (the rest)
-        log2_sites = jnp.log2(sites)
-        s = jnp.clip(mapping.k_split_log2, 0.0, log2_sites)
-        if hard:
-            s = jnp.floor(s + 0.5)
-        split_k = 2.0 ** s
-        split_n = sites / split_k
-        occ_n = ops.n * ops.groups / split_n
-        occ_k = ops.k / split_k
-        util = (occ_n / smooth_ceil(occ_n, hard=hard)) * (occ_k / smooth_ceil(occ_k, hard=hard))
-
-        passes = smooth_ceil(ops.m / self.tokens_per_pass, hard=hard)
-        bytes_int = pim * (ops.weight_bytes + ops.kv_read_bytes) * passes
-        inv_util = 1.0 / util
-        t_compute = pim * ops.flops * inv_util * (refresh / self.peak_flops)
-        b_int = self.internal_bandwidth * self.bandwidth_efficiency
-        t_stream = bytes_int * inv_util * (refresh / b_int)
-        x = occ_k * (ops.weight_bits / 8.0) / self.row_bytes
-        x_eff = smooth_max(x, jnp.ones_like(x), hard=hard)
-        pad = smooth_ceil(x_eff, hard=hard) / x_eff
-        rows_opened = bytes_int * pad / self.row_bytes            # over the whole device
-        rows_per_bank = rows_opened * inv_util / (self.channels * self.banks)
-        t_act = rows_per_bank * ((self.trcd + self.trp) * refresh)
-        t_memory = t_stream + t_act if self.placement == "bank" else t_stream
-
-        # external channel bus: input broadcast, partial-sum readout, KV append
-        bcast = ops.act_in_bytes / jnp.minimum(ops.groups, self.channels)
-        readout = ops.act_out_bytes * split_k / self.channels
-        bus_bytes = pim * (bcast + readout + ops.kv_write_bytes / self.channels)
-        t_bus = bus_bytes / self.channel_bandwidth
-
-        t_host_compute = host * ops.flops / self.host_flops
-        host_bytes = host * ops.dram_bytes
-        t_host_memory = host_bytes / self.host_bandwidth
-        overhead = ops.launches * self.launch_overhead + t_bus
-
-        # energy (J per instance) by DRAM level
         bg, far = self.energy_legs()
-        bus_total = pim * (ops.act_in_bytes + ops.act_out_bytes * split_k
-                           + ops.kv_write_bytes)
-        cross_bits = 8.0 * (bus_total + host_bytes)      # bits that reach the host side
-        read_bits = 8.0 * bytes_int
-        e_cell = (rows_opened * self.row_bytes * 8.0 * self.cell_activate_energy
-                  + read_bits * self.cell_read_energy
-                  + 8.0 * host_bytes * (self.cell_read_energy + self.cell_activate_energy))
-        e_bg = (bg * read_bits + cross_bits) * self.bank_group_energy
-        e_gio = (far * read_bits + cross_bits) * self.global_io_energy
-        e_tsv = (far * read_bits + cross_bits) * self.tsv_energy
-        e_ip = cross_bits * self.interposer_energy
-        e_mac = pim * ops.flops * 0.5 * self.mac_energy * (ops.compute_bits
-                                                           / MAC_REFERENCE_BITS)
-        e_host = host * ops.flops * self.host_energy_per_flop
-        energy_terms = jnp.stack([e_cell, e_bg, e_gio, e_tsv, e_ip, e_mac, e_host], axis=1)
-        time_terms = jnp.stack([t_compute, t_memory, t_act, t_host_compute, t_host_memory],
-                               axis=1)
-        return Cost(time_terms=time_terms, overhead=overhead, energy_terms=energy_terms,
-                    static_power=self.static_power, area=self.area,
-                    components=TIME_COMPONENTS, energy_components=ENERGY_COMPONENTS)
+        t_blocks, e_blocks, over_blocks, max_blocks = [], [], [], []
+
+        if n_pim:
+            sites = self.sites
+            inv_channels = 1.0 / self.channels
+            # mapping: sites split along k (2^s) and along the output rows (the rest)
+            s = jnp.clip(mapping.k_split_log2, 0.0, jnp.log2(sites))
+            if hard:
+                s = jnp.floor(s + 0.5)
+            split_k = 2.0 ** s
+            inv_split_k = 1.0 / split_k
+            m, k, groups = ops.m[pm], ops.k[pm], ops.groups[pm]
+            occ_n = ops.n[pm] * groups * (split_k / sites)         # n_tot / split_n
+            occ_k = k * inv_split_k
+            inv_util = ((smooth_ceil(occ_n, hard=hard) / occ_n)
+                        * (smooth_ceil(occ_k, hard=hard) / occ_k))
+            passes = smooth_ceil(m * (1.0 / self.tokens_per_pass), hard=hard)
+            bytes_int = (ops.weight_bytes[pm] + ops.kv_read_bytes[pm]) * passes
+            flops = ops.flops[pm]
+            t_compute = flops * inv_util * (refresh / self.peak_flops)
+            b_int = self.internal_bandwidth * self.bandwidth_efficiency
+            t_stream = bytes_int * inv_util * (refresh / b_int)
+            inv_row = 1.0 / self.row_bytes
+            x = occ_k * (ops.weight_bits[pm] / 8.0) * inv_row
+            x_eff = smooth_max(x, jnp.ones_like(x), hard=hard)
+            pad = smooth_ceil(x_eff, hard=hard) / x_eff
+            rows_opened = bytes_int * pad * inv_row                 # over the whole device
+            rows_per_bank = rows_opened * inv_util * (inv_channels / self.banks)
+            t_act = rows_per_bank * ((self.trcd + self.trp) * refresh)
+            t_memory = t_stream + t_act if self.placement == "bank" else t_stream
+            zero = jnp.zeros_like(t_compute)
+            t_blocks.append(jnp.stack([t_compute, t_memory, t_act, zero, zero], axis=1))
+            if not hard:  # smooth_maximum over [t_compute, t_memory, t_act, 0, 0]
+                mx = smooth_max(smooth_max(t_compute, t_memory), t_act)
+                max_blocks.append(smooth_max(smooth_max(mx, 0.0), 0.0))
+
+            # external channel bus: input broadcast, partial-sum readout, KV append
+            act_in, act_out, kv_write = (ops.act_in_bytes[pm], ops.act_out_bytes[pm],
+                                         ops.kv_write_bytes[pm])
+            readout_total = act_out * split_k
+            bus_bytes = (act_in / jnp.minimum(groups, self.channels)
+                         + (readout_total + kv_write) * inv_channels)
+            over_blocks.append(ops.launches[pm] * self.launch_overhead
+                               + bus_bytes * (1.0 / self.channel_bandwidth))
+
+            # energy (J per instance) by DRAM level
+            cross_bits = 8.0 * (act_in + readout_total + kv_write)  # bits reaching the host
+            read_bits = 8.0 * bytes_int
+            e_cell = (rows_opened * (self.row_bytes * 8.0 * self.cell_activate_energy)
+                      + read_bits * self.cell_read_energy)
+            e_bg = ((read_bits + cross_bits) if bg else cross_bits) * self.bank_group_energy
+            far_bits = (read_bits + cross_bits) if far else cross_bits
+            e_gio = far_bits * self.global_io_energy
+            e_tsv = far_bits * self.tsv_energy
+            e_ip = cross_bits * self.interposer_energy
+            e_mac = flops * ops.compute_bits[pm] * (0.5 / MAC_REFERENCE_BITS
+                                                     * self.mac_energy)
+            e_blocks.append(jnp.stack([e_cell, e_bg, e_gio, e_tsv, e_ip, e_mac, zero],
+                                      axis=1))
+
+        if n_host:
+            # host rows (softmax, norms, activations, ...) run on the host / ASIC
+            flops = ops.flops[hs]
+            host_bytes = ops.dram_bytes[hs]
+            t_host_compute = flops * (1.0 / self.host_flops)
+            t_host_memory = host_bytes * (1.0 / self.host_bandwidth)
+            zero = jnp.zeros_like(t_host_compute)
+            t_blocks.append(jnp.stack([zero, zero, zero, t_host_compute, t_host_memory],
+                                      axis=1))
+            if not hard:  # smooth_maximum over [0, 0, 0, t_host_compute, t_host_memory]
+                lead = smooth_max(smooth_max(jnp.zeros(()), 0.0), 0.0)
+                max_blocks.append(smooth_max(smooth_max(lead, t_host_compute),
+                                             t_host_memory))
+            over_blocks.append(ops.launches[hs] * self.launch_overhead)
+            cross_bits = 8.0 * host_bytes
+            e_cell = cross_bits * (self.cell_read_energy + self.cell_activate_energy)
+            e_blocks.append(jnp.stack([
+                e_cell, cross_bits * self.bank_group_energy,
+                cross_bits * self.global_io_energy, cross_bits * self.tsv_energy,
+                cross_bits * self.interposer_energy, zero,
+                flops * self.host_energy_per_flop], axis=1))
+
+        cost = Cost(time_terms=jnp.concatenate(t_blocks), overhead=jnp.concatenate(over_blocks),
+                    energy_terms=jnp.concatenate(e_blocks), static_power=self.static_power,
+                    area=self.area, components=TIME_COMPONENTS,
+                    energy_components=ENERGY_COMPONENTS)
+        t_max = jnp.concatenate(max_blocks) if max_blocks else None
+        if identity:
+            return cost, t_max
+        inv = np.argsort(perm)
+        return cost.take(inv), (None if t_max is None else t_max[..., inv])
 
 
 # ---------------------------------------------------------------------- spec loading

@@ -47,6 +47,8 @@ operand bits beyond ``max_bits`` are rejected by `check`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -54,7 +56,7 @@ from jaxtyping import Array, Float
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
-from perfmodel._report import Cost
+from perfmodel._report import Cost, report_from_cost
 from perfmodel._smooth import smooth_ceil, smooth_max, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced
@@ -213,6 +215,25 @@ class OpticalAccelerator(AbstractUnit):
     # ------------------------------------------------------------------ the model
     def cost(self, ops: Ops, mapping: OpticalMapping | None = None, *,
              hard: bool = False) -> Cost:
+        return self._cost(ops, mapping, hard=hard)[0]
+
+    def evaluate(self, ops: Ops, mapping: OpticalMapping | None = None, *,
+                 hard: bool = False):
+        cost, t_max = self._cost(ops, mapping, hard=hard)
+        report = report_from_cost(ops, cost, hard=hard, target=self.name)
+        if t_max is None:
+            return report
+        # Same values as the report's smooth max over the three columns, computed per
+        # block (no transpose of the [rows, 3] terms).
+        op_time = ops.count * (t_max + cost.overhead)
+        latency = jnp.sum(op_time)
+        static_energy = cost.static_power * latency
+        return dataclasses.replace(
+            report, latency=latency, op_time=op_time, static_energy=static_energy,
+            energy=jnp.sum(report.energy_terms) + static_energy,
+            op_energy=jnp.sum(report.energy_terms, axis=1) + cost.static_power * op_time)
+
+    def _cost(self, ops, mapping, *, hard):
         if mapping is None:
             wl = self.comb_lines
         else:
@@ -223,56 +244,89 @@ class OpticalAccelerator(AbstractUnit):
             wl = jnp.minimum(mapping.wavelengths, self.comb_lines) if hard else \
                 self.comb_lines - smooth_relu(self.comb_lines - mapping.wavelengths,
                                               self.comb_lines, hard=False)
-        mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
-        mm_f = jnp.asarray(mm, dtype=ops.flops.dtype)
-        ew_f = 1.0 - mm_f
-        f_inv = 1.0 / self.modulation_rate
-        # ---- matmul rows on the photonic arrays (computed for every row, masked)
-        # per-design scalars first: each row then costs multiplies, not divisions
-        inv_k_tile = 1.0 / (self.rows * wl)
-        k_tiles = smooth_ceil(ops.k * inv_k_tile, hard=hard)
-        n_tiles = smooth_ceil(ops.n * (1.0 / self.cols), hard=hard)
-        tiles = ops.groups * k_tiles * n_tiles
-        waves = smooth_ceil(tiles * (1.0 / self.arrays), hard=hard)
-        passes = (smooth_ceil(ops.weight_bits * (1.0 / self.cell_bits), hard=hard)
-                  * smooth_ceil(ops.act_bits * (1.0 / self.dac_bits), hard=hard))
-        streamed = ops.m * passes
-        t_photonic = waves * streamed * f_inv
-        slots = tiles * streamed
-        e_laser = slots * (self.laser_power(wl, hard=hard) * f_inv)
-        e_symbol = self.modulator_energy + self.dac_fom * 2.0 ** self.dac_bits
-        e_sample = self.receiver_energy + self.adc_fom * 2.0 ** self.adc_bits
-        mgp = ops.m * ops.groups * passes
-        e_in = mgp * ops.k * n_tiles * e_symbol
-        e_out = mgp * ops.n * k_tiles * e_sample
-        # ---- element-wise rows on the electronic unit
-        t_electronic = ops.flops * (1.0 / self.electronic_flops)
-        e_electronic = ops.flops * self.electronic_energy
-        t_compute = mm_f * t_photonic + ew_f * t_electronic
-        # ---- weights that do not stay resident in the cells are reprogrammed
-        spill_frac = smooth_relu(1.0 - self.weight_capacity
-                                 / (ops.weight_footprint + _ONE_BYTE), 1.0, hard=hard)
-        spill_bytes = mm_f * spill_frac * ops.weight_bytes
-        spill_cells = spill_bytes * 8.0 / self.cell_bits
-        t_program = spill_cells * (1.0 / self.write_rate)
-        mem_bytes = (ops.act_in_bytes + ops.act_out_bytes + ops.kv_read_bytes
-                     + ops.kv_write_bytes + spill_bytes + ew_f * ops.weight_bytes)
-        t_memory = mem_bytes * (1.0 / self.memory_bandwidth)
-        time_terms = jnp.stack([t_compute, t_memory, t_program], axis=1)
-        energy_terms = jnp.stack([
-            mm_f * e_laser,
-            mm_f * e_in,
-            mm_f * e_out,
-            ew_f * e_electronic,
-            mem_bytes * 8.0 * self.memory_energy,
-            spill_cells * self.write_energy,
-        ], axis=1)
-        return Cost(
-            time_terms=time_terms, overhead=ops.launches * self.launch_overhead,
-            energy_terms=energy_terms, static_power=self.static_power,
+        # Static row partition (as `XPU.cost`): matmul rows first, then element-wise rows;
+        # each term is computed only on the rows it applies to, the blocks are joined by
+        # a concatenation and the permutation is undone at the end. Reciprocals of
+        # per-design scalars are taken once, so each row costs multiplies.
+        mm_rows = np.array([k in MATMUL_KINDS for k in ops.kinds], dtype=bool)  # static
+        perm = np.concatenate([np.flatnonzero(mm_rows), np.flatnonzero(~mm_rows)])
+        identity = bool(np.all(perm == np.arange(len(perm))))
+        if not identity:
+            ops = ops.take(perm)
+        n_mm = int(mm_rows.sum())
+        mm, ew = slice(0, n_mm), slice(n_mm, None)
+        inv_mem_bw = 1.0 / self.memory_bandwidth
+        e_mem_byte = 8.0 * self.memory_energy
+        t_blocks, e_blocks, max_blocks = [], [], []
+        if n_mm:
+            # ---- matmul rows on the photonic arrays
+            f_inv = 1.0 / self.modulation_rate
+            m, groups = ops.m[mm], ops.groups[mm]
+            k_tiles = smooth_ceil(ops.k[mm] * (1.0 / (self.rows * wl)), hard=hard)
+            n_tiles = smooth_ceil(ops.n[mm] * (1.0 / self.cols), hard=hard)
+            tiles = groups * k_tiles * n_tiles
+            waves = smooth_ceil(tiles * (1.0 / self.arrays), hard=hard)
+            passes = (_ceil_rows(ops.weight_bits[mm], 1.0 / self.cell_bits, hard)
+                      * _ceil_rows(ops.act_bits[mm], 1.0 / self.dac_bits, hard))
+            streamed = m * passes
+            t_photonic = waves * streamed * f_inv
+            # ---- weights that do not stay resident in the cells are reprogrammed
+            spill_frac = smooth_relu(1.0 - self.weight_capacity
+                                     / (ops.weight_footprint + _ONE_BYTE), 1.0, hard=hard)
+            spill_bytes = spill_frac * ops.weight_bytes[mm]
+            spill_cells = spill_bytes * (8.0 / self.cell_bits)
+            t_program = spill_cells * (1.0 / self.write_rate)
+            mem_bytes = (ops.act_in_bytes[mm] + ops.act_out_bytes[mm] + ops.kv_read_bytes[mm]
+                         + ops.kv_write_bytes[mm] + spill_bytes)
+            t_memory = mem_bytes * inv_mem_bw
+            t_blocks.append(jnp.stack([t_photonic, t_memory, t_program], axis=1))
+            if not hard:  # the report's smooth max over the three columns, per block
+                max_blocks.append(smooth_max(smooth_max(t_photonic, t_memory), t_program))
+            e_laser = tiles * streamed * (self.laser_power(wl, hard=hard) * f_inv)
+            e_symbol = self.modulator_energy + self.dac_fom * 2.0 ** self.dac_bits
+            e_sample = self.receiver_energy + self.adc_fom * 2.0 ** self.adc_bits
+            mgp = m * groups * passes
+            e_in = mgp * ops.k[mm] * n_tiles * e_symbol
+            e_out = mgp * ops.n[mm] * k_tiles * e_sample
+            e_blocks.append(jnp.stack([
+                e_laser, e_in, e_out, jnp.zeros_like(e_laser), mem_bytes * e_mem_byte,
+                spill_cells * self.write_energy], axis=1))
+        if n_mm < ops.rows:
+            # ---- element-wise rows on the electronic unit
+            flops = ops.flops[ew]
+            t_electronic = flops * (1.0 / self.electronic_flops)
+            mem_bytes = (ops.act_in_bytes[ew] + ops.act_out_bytes[ew] + ops.kv_read_bytes[ew]
+                         + ops.kv_write_bytes[ew] + ops.weight_bytes[ew])
+            zero = jnp.zeros_like(t_electronic)
+            t_memory = mem_bytes * inv_mem_bw
+            t_blocks.append(jnp.stack([t_electronic, t_memory, zero], axis=1))
+            if not hard:
+                max_blocks.append(smooth_max(smooth_max(t_electronic, t_memory), 0.0))
+            e_blocks.append(jnp.stack([zero, zero, zero, flops * self.electronic_energy,
+                                       mem_bytes * e_mem_byte, zero], axis=1))
+        cost = Cost(
+            time_terms=jnp.concatenate(t_blocks), overhead=ops.launches * self.launch_overhead,
+            energy_terms=jnp.concatenate(e_blocks), static_power=self.static_power,
             area=self.area(), components=("compute", "memory", "program"),
             energy_components=("laser", "modulator_dac", "receiver_adc", "electronic",
                                "memory", "program"))
+        t_max = jnp.concatenate(max_blocks) if max_blocks else None
+        if identity:
+            return cost, t_max
+        inv = np.argsort(perm)
+        return cost.take(inv), (None if t_max is None else t_max[..., inv])
+
+
+def _ceil_rows(bits, inv_width, hard: bool):
+    """[rows] ``smooth_ceil(bits * inv_width)``: slices of a ``bits``-wide operand over a
+    per-design width. When ``bits`` is concrete and the same on every row (the usual
+    case), it is computed once and broadcast (the same values, one row's work)."""
+    if not is_traced(bits):
+        b = np.asarray(bits)
+        if b.ndim == 1 and b.size > 1 and np.all(b == b[0]):
+            one = smooth_ceil(bits[0] * inv_width, hard=hard)
+            return jnp.broadcast_to(one, bits.shape)
+    return smooth_ceil(bits * inv_width, hard=hard)
 
 
 def from_spec(data: dict, label: str) -> OpticalAccelerator:
