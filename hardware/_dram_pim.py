@@ -51,7 +51,6 @@ and static power x latency. ``smooth_*`` are exact with ``hard=True``.
 
 from __future__ import annotations
 
-import dataclasses
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -60,7 +59,7 @@ from jaxtyping import Array, Float
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
-from perfmodel._report import Cost, report_from_cost
+from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_max
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
@@ -224,25 +223,6 @@ class DramPim(AbstractUnit):
     # ------------------------------------------------------------------ the model
     def cost(self, ops: Ops, mapping: DramPimMapping | None = None, *,
              hard: bool = False) -> Cost:
-        return self._cost(ops, mapping, hard=hard)[0]
-
-    def evaluate(self, ops: Ops, mapping: DramPimMapping | None = None, *,
-                 hard: bool = False):
-        cost, t_max = self._cost(ops, mapping, hard=hard)
-        report = report_from_cost(ops, cost, hard=hard, target=self.name)
-        if t_max is None:
-            return report
-        # Same values as the report's smooth max over the five columns, computed per
-        # block with the known zero columns folded (no transpose of the [rows, 5] terms).
-        op_time = ops.count * (t_max + cost.overhead)
-        latency = jnp.sum(op_time)
-        static_energy = cost.static_power * latency
-        return dataclasses.replace(
-            report, latency=latency, op_time=op_time, static_energy=static_energy,
-            energy=jnp.sum(report.energy_terms) + static_energy,
-            op_energy=jnp.sum(report.energy_terms, axis=1) + cost.static_power * op_time)
-
-    def _cost(self, ops, mapping, *, hard):
         mapping = default_mapping() if mapping is None else mapping
         if not isinstance(mapping, DramPimMapping):
             raise ModelInputError(
@@ -347,12 +327,11 @@ class DramPim(AbstractUnit):
         cost = Cost(time_terms=jnp.concatenate(t_blocks), overhead=jnp.concatenate(over_blocks),
                     energy_terms=jnp.concatenate(e_blocks), static_power=self.static_power,
                     area=self.area, components=TIME_COMPONENTS,
-                    energy_components=ENERGY_COMPONENTS)
-        t_max = jnp.concatenate(max_blocks) if max_blocks else None
+                    energy_components=ENERGY_COMPONENTS,
+                    max_time=jnp.concatenate(max_blocks) if max_blocks else None)
         if identity:
-            return cost, t_max
-        inv = np.argsort(perm)
-        return cost.take(inv), (None if t_max is None else t_max[..., inv])
+            return cost
+        return cost.take(np.argsort(perm))
 
 
 # ---------------------------------------------------------------------- spec loading

@@ -47,7 +47,6 @@ operand bits beyond ``max_bits`` are rejected by `check`.
 
 from __future__ import annotations
 
-import dataclasses
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -56,7 +55,7 @@ from jaxtyping import Array, Float
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
-from perfmodel._report import Cost, report_from_cost
+from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_max, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced
@@ -215,25 +214,6 @@ class OpticalAccelerator(AbstractUnit):
     # ------------------------------------------------------------------ the model
     def cost(self, ops: Ops, mapping: OpticalMapping | None = None, *,
              hard: bool = False) -> Cost:
-        return self._cost(ops, mapping, hard=hard)[0]
-
-    def evaluate(self, ops: Ops, mapping: OpticalMapping | None = None, *,
-                 hard: bool = False):
-        cost, t_max = self._cost(ops, mapping, hard=hard)
-        report = report_from_cost(ops, cost, hard=hard, target=self.name)
-        if t_max is None:
-            return report
-        # Same values as the report's smooth max over the three columns, computed per
-        # block (no transpose of the [rows, 3] terms).
-        op_time = ops.count * (t_max + cost.overhead)
-        latency = jnp.sum(op_time)
-        static_energy = cost.static_power * latency
-        return dataclasses.replace(
-            report, latency=latency, op_time=op_time, static_energy=static_energy,
-            energy=jnp.sum(report.energy_terms) + static_energy,
-            op_energy=jnp.sum(report.energy_terms, axis=1) + cost.static_power * op_time)
-
-    def _cost(self, ops, mapping, *, hard):
         if mapping is None:
             wl = self.comb_lines
         else:
@@ -309,12 +289,11 @@ class OpticalAccelerator(AbstractUnit):
             energy_terms=jnp.concatenate(e_blocks), static_power=self.static_power,
             area=self.area(), components=("compute", "memory", "program"),
             energy_components=("laser", "modulator_dac", "receiver_adc", "electronic",
-                               "memory", "program"))
-        t_max = jnp.concatenate(max_blocks) if max_blocks else None
+                               "memory", "program"),
+            max_time=jnp.concatenate(max_blocks) if max_blocks else None)
         if identity:
-            return cost, t_max
-        inv = np.argsort(perm)
-        return cost.take(inv), (None if t_max is None else t_max[..., inv])
+            return cost
+        return cost.take(np.argsort(perm))
 
 
 def _ceil_rows(bits, inv_width, hard: bool):

@@ -28,7 +28,8 @@ places each row on the units and combines. Per row r (``count`` c_r) and unit u:
   the NPU), with ``default`` for the kinds not listed;
 - ``op_per_byte`` (Duplex's policy): a matmul row whose operational intensity (FLOP per
   byte of memory traffic) is below ``threshold`` goes to the ``low`` unit (the PIM), the
-  rest to the ``high`` unit (the xPU); smooth in log-intensity;
+  rest to the ``high`` unit (the xPU); smooth in log-intensity. ``low_kinds`` (optional)
+  restricts the rows that may go to the low unit to those op kinds;
 - ``fastest``: each row on the unit where it alone is fastest (a greedy baseline).
 
 Footprints: for the capacity-dependent terms of each unit (e.g. the xPU's offload tier),
@@ -97,6 +98,7 @@ class System(AbstractTarget):
     default_unit: str = eqx.field(static=True, default="")
     low_unit: str = eqx.field(static=True, default="")
     high_unit: str = eqx.field(static=True, default="")
+    low_kinds: tuple[str, ...] = eqx.field(static=True, default=())
     sub_batches: int = eqx.field(static=True, default=2)
     shared_memory: bool = eqx.field(static=True, default=False)
     title: str = eqx.field(static=True, default="")
@@ -122,6 +124,11 @@ class System(AbstractTarget):
             if k not in OP_KINDS:
                 raise ModelInputError(f"{self.name}: placement.{k} is not an op kind; "
                                       f"valid kinds: {list(OP_KINDS)}.")
+        for k in self.low_kinds:
+            if k not in MATMUL_KINDS:
+                raise ModelInputError(
+                    f"{self.name}: placement.low_kinds holds {k!r}, which is not a matmul "
+                    f"kind; valid: {sorted(MATMUL_KINDS)}.")
         if ops is None:
             for unit in self.units:
                 unit.check()
@@ -166,8 +173,9 @@ class System(AbstractTarget):
             # log-ratio > 0: intensity below the threshold -> the low (PIM) unit
             margin = POLICY_SHARPNESS * (jnp.log(self.op_per_byte_threshold)
                                          - jnp.log(jnp.maximum(intensity, 1e-6)))
-            is_mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
-            margin = jnp.where(is_mm, margin, -RULE_LOGIT)  # element-wise rows: high unit
+            eligible = frozenset(self.low_kinds) or MATMUL_KINDS
+            is_mm = np.array([k in eligible for k in ops.kinds])
+            margin = jnp.where(is_mm, margin, -RULE_LOGIT)  # other rows: high unit
             logits = jnp.zeros((ops.rows, n_units))
             logits = logits.at[:, lo].set(margin / 2).at[:, hi].set(-margin / 2)
             others = [u for u in range(n_units) if u not in (lo, hi)]
@@ -291,7 +299,7 @@ def from_spec(data: dict, label: str) -> System:
     policy = str(r.raw("system", "policy", default="kinds"))
     placement = r.section("placement", required=False) or {}
     kind_units = tuple((k, str(r.raw("placement", k))) for k in placement
-                       if k not in ("default", "low", "high", "threshold"))
+                       if k not in ("default", "low", "high", "threshold", "low_kinds"))
     system = System(
         units=tuple(units),
         link_bandwidth=jnp.asarray(r.number("link", "bandwidth", unit="_GB_s")),
@@ -305,6 +313,7 @@ def from_spec(data: dict, label: str) -> System:
         default_unit=str(r.raw("placement", "default", default=names[0])),
         low_unit=str(r.raw("placement", "low", default=names[-1])),
         high_unit=str(r.raw("placement", "high", default=names[0])),
+        low_kinds=tuple(str(k) for k in r.raw("placement", "low_kinds", default=[])),
         sub_batches=int(r.number("system", "sub_batches", default=2.0, lo=1.0)),
         shared_memory=bool(r.raw("system", "shared_memory", default=False)),
         **r.identity(),

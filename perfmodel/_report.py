@@ -131,6 +131,11 @@ class Cost(eqx.Module):
     - ``energy_terms`` [rows, E] (J): dynamic energy by component;
 
     and per design ``static_power`` (W) and ``area`` (m^2, or None).
+
+    Optionally ``max_time`` [rows] (s): the smooth maximum of ``time_terms`` over the
+    components, when the unit computes it more cheaply than the generic fold (e.g. per
+    block of rows, skipping columns it knows are zero). It must equal
+    ``smooth_maximum(time_terms, axis=1)``; it is used in smooth mode only.
     """
 
     time_terms: Float[Array, "rows comp"]
@@ -140,10 +145,18 @@ class Cost(eqx.Module):
     area: Float[Array, ""] | None
     components: tuple[str, ...] = eqx.field(static=True)
     energy_components: tuple[str, ...] = eqx.field(static=True)
+    max_time: Float[Array, " rows"] | None = None
+
+    def component_max(self, *, hard: bool):
+        """[rows] seconds per instance: the smooth (exact if ``hard``) max of the
+        components."""
+        if self.max_time is not None and not hard:
+            return self.max_time
+        return smooth_maximum(self.time_terms, axis=1, hard=hard)
 
     def op_time(self, *, hard: bool):
         """[rows] seconds per instance: smooth max of the components plus overhead."""
-        return smooth_maximum(self.time_terms, axis=1, hard=hard) + self.overhead
+        return self.component_max(hard=hard) + self.overhead
 
     def op_energy(self):
         """[rows] dynamic joules per instance."""
@@ -152,9 +165,10 @@ class Cost(eqx.Module):
     def take(self, indices) -> "Cost":
         """Rows at the static ``indices`` (e.g. to undo an internal row permutation)."""
         idx = np.asarray(indices, dtype=int)
-        return dataclasses.replace(self, time_terms=self.time_terms[idx],
-                                   overhead=self.overhead[idx],
-                                   energy_terms=self.energy_terms[idx])
+        return dataclasses.replace(
+            self, time_terms=self.time_terms[idx], overhead=self.overhead[idx],
+            energy_terms=self.energy_terms[idx],
+            max_time=None if self.max_time is None else self.max_time[idx])
 
 
 def report_from_cost(ops: Ops, cost: Cost, *, hard: bool, target: str = "") -> Report:
@@ -163,12 +177,13 @@ def report_from_cost(ops: Ops, cost: Cost, *, hard: bool, target: str = "") -> R
         ops, time_terms=cost.time_terms, components=cost.components, overhead=cost.overhead,
         energy_terms=ops.count[:, None] * cost.energy_terms,
         energy_components=cost.energy_components, static_power=cost.static_power,
-        hard=hard, area=cost.area, target=target)
+        hard=hard, area=cost.area, target=target,
+        max_time=None if hard else cost.max_time)
 
 
 def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
                     energy_components, static_power, hard: bool, area=None,
-                    target: str = "") -> Report:
+                    target: str = "", max_time=None) -> Report:
     """Combine per-row component times into a `Report` (shared by all roofline targets).
 
     Per row and instance: ``t = smooth_max_c(time_terms[:, c]) + overhead`` (the
@@ -180,8 +195,13 @@ def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
         components: names of those C components.
         overhead: [rows] per-instance seconds that do not overlap (launch, sync).
         energy_terms: [rows, E] joules per row with ``count`` already applied.
+
+    Other arguments:
+        max_time: [rows] precomputed ``smooth_maximum(time_terms, axis=1)`` (see `Cost`).
     """
-    t_op = smooth_maximum(time_terms, axis=1, hard=hard) + overhead
+    if max_time is None:
+        max_time = smooth_maximum(time_terms, axis=1, hard=hard)
+    t_op = max_time + overhead
     op_time = ops.count * t_op
     latency = jnp.sum(op_time)
     static_energy = static_power * latency
