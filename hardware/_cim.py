@@ -138,12 +138,7 @@ class CIM(AbstractUnit):
             raise ModelInputError("the cim target has no mapping choices; pass mapping=None.")
         # Static row partition: matmul rows first (macro path), then element-wise rows
         # (vector path), joined by a concatenation and put back in table order.
-        is_mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
-        perm = np.concatenate([np.flatnonzero(is_mm), np.flatnonzero(~is_mm)])
-        identity = bool(np.all(perm == np.arange(len(perm))))
-        if not identity:
-            ops = ops.take(perm)
-        n_mm = int(is_mm.sum())
+        ops, n_mm, undo = ops.partition(MATMUL_KINDS)
         mm, ew = slice(0, n_mm), slice(n_mm, None)
         inv_f = 1.0 / self.clock
         inv_dram = 1.0 / (self.dram_bandwidth * self.dram_efficiency)
@@ -190,7 +185,7 @@ class CIM(AbstractUnit):
             static_power=self.static_power, area=self.area,
             components=("macro", "write", "dram", "vector"),
             energy_components=("macro", "write", "dram", "vector"))
-        return cost if identity else cost.take(np.argsort(perm))
+        return cost if undo is None else cost.take(undo)
 
 
 def from_spec(data: dict, label: str) -> CIM:

@@ -232,12 +232,7 @@ class DramPim(AbstractUnit):
         # term is computed only on the rows it applies to and the blocks are joined by a
         # concatenation; reciprocals of per-design scalars are taken once, so each row
         # costs multiplies. The permutation is undone at the end.
-        pim_rows = np.array([k in PIM_KINDS for k in ops.kinds], dtype=bool)  # static
-        perm = np.concatenate([np.flatnonzero(pim_rows), np.flatnonzero(~pim_rows)])
-        identity = bool(np.all(perm == np.arange(len(perm))))
-        if not identity:
-            ops = ops.take(perm)
-        n_pim = int(pim_rows.sum())
+        ops, n_pim, undo = ops.partition(PIM_KINDS)
         n_host = ops.rows - n_pim
         pm, hs = slice(0, n_pim), slice(n_pim, None)
         refresh = self.refresh_factor
@@ -329,9 +324,7 @@ class DramPim(AbstractUnit):
                     area=self.area, components=TIME_COMPONENTS,
                     energy_components=ENERGY_COMPONENTS,
                     max_time=jnp.concatenate(max_blocks) if max_blocks else None)
-        if identity:
-            return cost
-        return cost.take(np.argsort(perm))
+        return cost if undo is None else cost.take(undo)
 
 
 # ---------------------------------------------------------------------- spec loading

@@ -228,12 +228,7 @@ class OpticalAccelerator(AbstractUnit):
         # each term is computed only on the rows it applies to, the blocks are joined by
         # a concatenation and the permutation is undone at the end. Reciprocals of
         # per-design scalars are taken once, so each row costs multiplies.
-        mm_rows = np.array([k in MATMUL_KINDS for k in ops.kinds], dtype=bool)  # static
-        perm = np.concatenate([np.flatnonzero(mm_rows), np.flatnonzero(~mm_rows)])
-        identity = bool(np.all(perm == np.arange(len(perm))))
-        if not identity:
-            ops = ops.take(perm)
-        n_mm = int(mm_rows.sum())
+        ops, n_mm, undo = ops.partition(MATMUL_KINDS)
         mm, ew = slice(0, n_mm), slice(n_mm, None)
         inv_mem_bw = 1.0 / self.memory_bandwidth
         e_mem_byte = 8.0 * self.memory_energy
@@ -291,9 +286,7 @@ class OpticalAccelerator(AbstractUnit):
             energy_components=("laser", "modulator_dac", "receiver_adc", "electronic",
                                "memory", "program"),
             max_time=jnp.concatenate(max_blocks) if max_blocks else None)
-        if identity:
-            return cost
-        return cost.take(np.argsort(perm))
+        return cost if undo is None else cost.take(undo)
 
 
 def _ceil_rows(bits, inv_width, hard: bool):

@@ -183,12 +183,7 @@ class XPU(AbstractUnit):
         # GEMM-efficiency terms are computed on matmul rows only and joined by a
         # concatenation (this is the vmapped hot path; no scatter, and reciprocals of
         # per-design scalars are taken once so each row costs multiplies).
-        mm_rows = np.array([k in MATMUL_KINDS for k in ops.kinds])
-        perm = np.concatenate([np.flatnonzero(mm_rows), np.flatnonzero(~mm_rows)])
-        identity = bool(np.all(perm == np.arange(len(perm))))
-        if not identity:
-            ops = ops.take(perm)
-        n_mm = int(mm_rows.sum())
+        ops, n_mm, undo = ops.partition(MATMUL_KINDS)
         mm, ew = slice(0, n_mm), slice(n_mm, None)
         is_comm = np.array([k == "allreduce" for k in ops.kinds])
         inv_dram = 1.0 / (self.dram.bandwidth * self.dram.efficiency)
@@ -250,4 +245,4 @@ class XPU(AbstractUnit):
             energy_terms=energy_terms, static_power=self.static_power, area=None,
             components=tuple(names),
             energy_components=("compute", "dram", "l2", "offload", "interconnect"))
-        return cost if identity else cost.take(np.argsort(perm))
+        return cost if undo is None else cost.take(undo)

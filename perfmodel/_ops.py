@@ -125,6 +125,19 @@ class Ops(eqx.Module):
                    kinds=tuple(self.kinds[i] for i in idx), phase=self.phase,
                    workload=self.workload)
 
+    def partition(self, first_kinds) -> tuple["Ops", int, np.ndarray | None]:
+        """Rows of ``first_kinds`` first, the others after (a static reorder), as
+        ``(ops, n_first, undo)``: ``undo`` is the index array that puts per-row results
+        back in table order (e.g. ``cost.take(undo)``), or None when no reorder was needed.
+
+        Targets cost each block of rows with only the terms that apply to it and join the
+        blocks by concatenation: the vmapped hot path then has no masks or scatters."""
+        first = np.array([k in first_kinds for k in self.kinds], dtype=bool)
+        perm = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
+        if np.all(perm == np.arange(len(perm))):
+            return self, int(first.sum()), None
+        return self.take(perm), int(first.sum()), np.argsort(perm)
+
     def table(self) -> list[dict]:
         """Rows as a list of dicts of Python floats (for printing; not traceable)."""
         out = []
