@@ -66,13 +66,14 @@ def test_gradients_finite_and_signed(eager):
     """d latency / d host_op_time > 0 where the host binds; finite w.r.t. every leaf of
     the device too, under vmap over scaled designs."""
     ops = _decode("gpt2")
-    g = jax.grad(lambda h: pm.evaluate(h, ops).latency)(eager)
+    g = jax.jit(jax.grad(lambda h: pm.evaluate(h, ops, check=False).latency))(eager)
     assert float(g.host_op_time) > 0
     for leaf in jax.tree.leaves(g):
         assert np.all(np.isfinite(np.asarray(leaf)))
-    scales = jnp.linspace(0.5, 2.0, 7)
+    scales = jnp.asarray([0.5, 1.3, 2.0])
     designs = jax.vmap(lambda s: jax.tree.map(lambda x: x * s, eager))(scales)
-    lat, grads = jax.vmap(jax.value_and_grad(lambda h: pm.evaluate(h, ops).latency))(designs)
+    lat, grads = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda h: pm.evaluate(h, ops, check=False).latency)))(designs)
     assert np.all(np.isfinite(np.asarray(lat))) and np.all(np.asarray(lat) > 0)
     for leaf in jax.tree.leaves(grads):
         assert np.all(np.isfinite(np.asarray(leaf)))
