@@ -69,9 +69,9 @@ def check_positive_leaves(tree, label: str) -> None:
             continue
         lo_ok = arr > 0
         if not np.all(np.isfinite(arr)) or not np.all(lo_ok):
-            bad = arr[~(np.isfinite(arr) & lo_ok)].ravel()[0]
-            raise ModelInputError(
-                f"{label}.{path} = {bad!r} is invalid; it must be finite and > 0.")
+            bad = float(arr[~(np.isfinite(arr) & lo_ok)].ravel()[0])
+            name = f"{label}.{path}" if path else label
+            raise ModelInputError(f"{name} = {bad:.6g} is invalid; it must be finite and > 0.")
 
 
 def check_capacity(ops: Ops, capacity, field: str, hint: str) -> None:
