@@ -35,9 +35,24 @@ from perfmodel._errors import ModelInputError
 DATA_DIR = pathlib.Path(__file__).parent / "data"
 CLAIMS_DIR = DATA_DIR / "claims"
 
-#: metric -> function of (report, ops, system preset name) for a single system
+def _peak_tflops(name) -> float:
+    from perfmodel import hardware
+
+    target = hardware.preset(name)
+    peak = getattr(target, "peak_flops", None)
+    if peak is None:
+        raise ModelInputError(f"metric peak_tflops needs a target with a peak_flops "
+                              f"property; preset {name!r} ({type(target).__name__}) has "
+                              f"none.")
+    return float(peak) / 1e12
+
+
+#: metric -> function of (report, ops, system preset name) for a single system.
+#: ``achieved_tflops`` is the rate the claim's ops reach; ``peak_tflops`` is the
+#: target's MAC peak (the datasheet/paper-title figure), independent of the ops.
 SINGLE_METRICS = {
     "achieved_tflops": lambda rep, ops, name: float(ops.total_flops / rep.latency) / 1e12,
+    "peak_tflops": lambda rep, ops, name: _peak_tflops(name),
     "latency_ms": lambda rep, ops, name: float(rep.latency) * 1e3,
     "tokens_per_s": lambda rep, ops, name: float(rep.tokens_per_s),
     "tokens_per_j": lambda rep, ops, name: float(1.0 / rep.energy_per_token),

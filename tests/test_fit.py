@@ -89,3 +89,16 @@ def test_published_claims(claim_id):
         assert not r["passed"], "a known miss now passes: clear its known_miss column"
         pytest.xfail(r["known_miss"])
     assert abs(r["rel_error"]) <= r["tolerance"]
+
+
+def test_peak_metric_needs_a_peak():
+    """metric peak_tflops on a target without a peak_flops property: one sentence
+    naming the metric and the preset."""
+    from fit._claims import evaluate_claim
+
+    row = {"id": "x", "system": "t4-pytorch-eager", "baseline": "", "workload": "gemm",
+           "phase": "kernel", "batch": "", "abits": "16", "options": "m=1;n=64;k=64",
+           "metric": "peak_tflops", "published": "1", "tolerance": "0.2", "source": "",
+           "known_miss": ""}
+    with pytest.raises(pm.ModelInputError, match="peak_tflops.*t4-pytorch-eager"):
+        evaluate_claim(row)
