@@ -40,6 +40,7 @@ and the verify the rest for ``gamma + 1`` tokens. The draft's time goes to the r
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -49,7 +50,7 @@ from jaxtyping import Array, Float
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
-from perfmodel._smooth import smooth_ceil, smooth_maximum, smooth_relu
+from perfmodel._smooth import smooth_ceil, smooth_max, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 from perfmodel.hardware._xpu import MATMUL_KINDS, MemoryLevel, from_odds, to_odds
@@ -227,7 +228,8 @@ class Bonded3D(AbstractUnit):
         return jnp.minimum(hit, 1.0), spill
 
     def _rows(self, ops: Ops, hit, spill, *, hard: bool, derate):
-        """Per-row time terms [rows, 3], overhead [rows], energy [rows, 3]."""
+        """Per-row time columns (3 x [rows]), overhead [rows], energy columns (3 x
+        [rows]); columns, not stacks, so that `Cost.from_columns` can skip the stack."""
         mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
         ex = np.array([k in EXPERT_KINDS for k in ops.kinds])
         draft = np.array([n.startswith(spec.DRAFT_PREFIX) for n in ops.names])
@@ -251,12 +253,12 @@ class Bonded3D(AbstractUnit):
         bytes_off = w_off + kv * spill
         t_3d = bytes_3d / bw_3d
         t_off = bytes_off / bw_off
-        terms = jnp.stack([t_compute, t_3d, t_off], axis=1)
-        energy = jnp.stack([
+        terms = (t_compute, t_3d, t_off)
+        energy = (
             macs * self.energy_per_slice_mac,
             bytes_3d * 8.0 * (self.bond_energy_per_bit + self.array_energy_per_bit),
             bytes_off * 8.0 * self.offchip.energy_per_bit,
-        ], axis=1)
+        )
         return terms, ops.launches * self.launch_overhead, energy
 
     def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
@@ -275,15 +277,16 @@ class Bonded3D(AbstractUnit):
             d_t, d_o, d_e = self._rows(d_ops, hit, spill, hard=hard, derate=derate)
             v_t, v_o, v_e = self._rows(v_ops, hit, spill, hard=hard, derate=derate)
             inv_tau = 1.0 / spec.expected_tokens(self.draft_length, self.acceptance)
-            d_time = smooth_maximum(d_t, axis=1, hard=hard) + d_o
-            terms = v_t * inv_tau
-            overhead = (g * d_time + v_o) * inv_tau
-            energy = (g * d_e + v_e) * inv_tau
+            d_max = functools.reduce(functools.partial(smooth_max, hard=hard), d_t)
+            terms = tuple(t * inv_tau for t in v_t)
+            overhead = (g * (d_max + d_o) + v_o) * inv_tau
+            energy = tuple((g * d + v) * inv_tau for d, v in zip(d_e, v_e))
         else:
             terms, overhead, energy = self._rows(ops, hit, spill, hard=hard, derate=derate)
-        return Cost(time_terms=terms, overhead=overhead, energy_terms=energy,
-                    static_power=self.static_power + self.host_power, area=self.area(),
-                    components=names, energy_components=names)
+        return Cost.from_columns(
+            terms, overhead=overhead, energy_columns=energy,
+            static_power=self.static_power + self.host_power, area=self.area(),
+            components=names, energy_components=names, hard=hard)
 
 
 # ---------------------------------------------------------------------- spec files

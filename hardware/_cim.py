@@ -178,13 +178,12 @@ class CIM(AbstractUnit):
         e_write = is_mm_f * stream * (8.0 * self.write_energy)
         e_dram = dram_bytes * (8.0 * self.dram_energy * (1.0 if self.include_dram else 0.0))
         e_vector = flops_ew * self.vector_energy
-        cost = Cost(
-            time_terms=jnp.stack([t_macro, t_write, t_dram, t_vector], axis=1),
-            overhead=jnp.zeros_like(t_macro),
-            energy_terms=jnp.stack([e_macro, e_write, e_dram, e_vector], axis=1),
+        cost = Cost.from_columns(
+            (t_macro, t_write, t_dram, t_vector), overhead=jnp.zeros_like(t_macro),
+            energy_columns=(e_macro, e_write, e_dram, e_vector),
             static_power=self.static_power, area=self.area,
             components=("macro", "write", "dram", "vector"),
-            energy_components=("macro", "write", "dram", "vector"))
+            energy_components=("macro", "write", "dram", "vector"), hard=hard)
         return cost if undo is None else cost.take(undo)
 
 

@@ -239,18 +239,18 @@ class LUT(AbstractUnit):
         t_dram = dram_bytes / dram_bw
         t_host = host * ops.flops / self.host_flops
         overhead = ops.launches * self.dispatch_overhead
-        energy_terms = jnp.stack([
+        energy_columns = (
             lut * e_dp,
             host * ops.flops * self.host_energy_per_flop,
             dram_bytes * 8.0 * self.dram.energy_per_bit,
             spill_bytes * 8.0 * self.spill_energy_per_bit,
-        ], axis=-1)
-        return Cost(
-            time_terms=jnp.stack([t_lut, t_spill, t_dram, t_host], axis=-1), overhead=overhead,
-            energy_terms=energy_terms, static_power=self.static_power,
+        )
+        return Cost.from_columns(
+            (t_lut, t_spill, t_dram, t_host), overhead=overhead,
+            energy_columns=energy_columns, static_power=self.static_power,
             area=self.datapath_area(mapping, hard=hard),
             components=("lut", "spill", "dram", "host"),
-            energy_components=("lut", "host", "dram", "spill"))
+            energy_components=("lut", "host", "dram", "spill"), hard=hard)
 
 
 #: Benchmark case for `perfmodel bench --target sail`.

@@ -211,17 +211,18 @@ class System(AbstractTarget):
         return out
 
     def _times(self, ops, p, *, hard, static_rows=None):
-        """([rows, units] seconds per instance, [rows, units] joules, costs).
+        """([rows, units] seconds per instance, [rows, units] joules, costs, blocks).
 
         ``static_rows`` (per unit, the static indices of the rows placed on it) costs each
         unit on its own rows only; the other entries are 0, where the rule's weight is
-        ~2e-9 (exactly 0 with ``hard``)."""
+        ~2e-9 (exactly 0 with ``hard``), and ``blocks`` holds each unit's [own rows]
+        seconds per instance (else None)."""
         unit_ops = self._unit_ops(ops, p) if p is not None else [ops] * len(self.units)
         if static_rows is None:
             costs = [unit.cost(o, None, hard=hard) for unit, o in zip(self.units, unit_ops)]
             t = jnp.stack([c.op_time(hard=hard) for c in costs], axis=1)
             e = jnp.stack([c.op_energy() for c in costs], axis=1)
-            return t, e, costs
+            return t, e, costs, None
         costs = [unit.cost(o.take(rows), None, hard=hard)
                  for unit, o, rows in zip(self.units, unit_ops, static_rows)]
         # rows grouped by unit: column u is zeros, the unit's block, zeros; a gather puts
@@ -237,9 +238,10 @@ class System(AbstractTarget):
                                              jnp.zeros(after, block.dtype)]))
             return jnp.stack(cols, axis=1)[undo]
 
-        t = columns([c.op_time(hard=hard) for c in costs])
+        blocks = [c.op_time(hard=hard) for c in costs]
+        t = columns(blocks)
         e = columns([c.op_energy() for c in costs])
-        return t, e, costs
+        return t, e, costs, blocks
 
     def static_rows(self, ops: Ops, mapping=None):
         """Per unit, the static indices of the rows the ``kinds`` policy places on it (None
@@ -258,17 +260,23 @@ class System(AbstractTarget):
             self._check_mapping(ops, mapping)  # shapes are static: safe under tracing
         if self.policy == "fastest" and mapping is None:
             p = self.placement(ops, None, hard=hard)  # from full-footprint unit times
-            t, e, costs = self._times(ops, None, hard=hard)
+            t, e, costs, blocks = self._times(ops, None, hard=hard)
         else:
             p = self.placement(ops, mapping, hard=hard)
-            t, e, costs = self._times(ops, jax.lax.stop_gradient(p) if hard else p, hard=hard,
-                                      static_rows=self.static_rows(ops, mapping))
+            rows = self.static_rows(ops, mapping)
+            t, e, costs, blocks = self._times(ops, jax.lax.stop_gradient(p) if hard else p,
+                                              hard=hard, static_rows=rows)
         c = ops.count
         switch = 1.0 - jnp.sum(p * jnp.roll(p, 1, axis=0), axis=1)
         x_bytes = switch * ops.act_in_bytes
         x_time = x_bytes / self.link_bandwidth + switch * self.link_latency
         busy = c[:, None] * p * t                          # [rows, units]
-        per_unit = jnp.sum(busy, axis=0)
+        if blocks is None:
+            per_unit = jnp.sum(busy, axis=0)
+        else:  # the same sums from each unit's own rows: the latency then never needs
+            # the assembled [rows, units] table (XLA drops it when only latency is used)
+            per_unit = jnp.stack([jnp.sum(c[r] * p[r, u] * b)
+                                  for u, (r, b) in enumerate(zip(rows, blocks))])
         transfer = jnp.sum(c * x_time)
         blocked = jnp.sum(per_unit) + transfer
         if self.mode == "concurrent":

@@ -29,6 +29,8 @@ Model, per op row and instance (all SI; see docs/models.md for the derivation):
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -155,10 +157,12 @@ class XPU(AbstractUnit):
         eligible datapaths is the exact maximum of their peaks in both modes: it is
         continuous in the parameters (kinks only where two peaks tie) and costs a
         compare per datapath, where a soft-argmax halved the benchmark's throughput."""
-        bits = jnp.asarray([DATATYPE_BITS[d] for d in self.datatypes])
-        eligible = smooth_step(bits[None, :] - compute_bits[:, None] + 0.5, _BITS_STEP_WIDTH,
-                               hard=hard)  # [rows, dtypes], depends on the ops only
-        return jnp.max(eligible * self.peak_flops[None, :], axis=1)
+        # one [rows] column per datatype, folded pairwise: no [rows, dtypes] array, whose
+        # slicing and tie-splitting max gradient cost more than the roofline itself
+        peaks = [smooth_step(DATATYPE_BITS[d] - compute_bits + 0.5, _BITS_STEP_WIDTH,
+                             hard=hard) * self.peak_flops[i]  # step: ops only
+                 for i, d in enumerate(self.datatypes)]
+        return functools.reduce(jnp.maximum, peaks)
 
     def split_k_efficiency(self, waves, k, *, hard: bool):
         """[rows] wave x pipeline efficiency of the best split of k over `SPLIT_K`.
@@ -174,7 +178,11 @@ class XPU(AbstractUnit):
             w = waves * s
             k_s = k * (1.0 / s)
             effs.append(w / smooth_ceil(w, hard=hard) * (k_s / (k_s + self.k_half)))
-        return jnp.max(jnp.stack(effs), axis=0)
+        # pairwise maximum, not jnp.max over a stack: the same value, but its gradient
+        # is a select per pair where the stacked max's tie-splitting rule costs a
+        # reduction and a division per candidate (a third of the vmapped
+        # value-and-gradient time on CPU)
+        return functools.reduce(jnp.maximum, effs)
 
     def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
         if mapping is not None:
@@ -233,16 +241,16 @@ class XPU(AbstractUnit):
             overhead = overhead + jnp.where(is_comm, self.link_latency, 0.0)
 
         e_flop = self.energy_per_flop * (ops.compute_bits / 16.0) ** ENERGY_BITS_EXPONENT
-        energy_terms = jnp.stack([
+        energy_columns = (
             ops.flops * e_flop,
             dram_bytes * 8.0 * self.dram.energy_per_bit,
             l2_bytes * 8.0 * self.l2.energy_per_bit,
             e_off,
             ops.comm_bytes * 8.0 * self.link_energy_per_bit,
-        ], axis=1)
-        cost = Cost(
-            time_terms=jnp.stack(terms, axis=1), overhead=overhead,
-            energy_terms=energy_terms, static_power=self.static_power, area=None,
-            components=tuple(names),
-            energy_components=("compute", "dram", "l2", "offload", "interconnect"))
+        )
+        cost = Cost.from_columns(
+            terms, overhead=overhead, energy_columns=energy_columns,
+            static_power=self.static_power, area=None, components=names,
+            energy_components=("compute", "dram", "l2", "offload", "interconnect"),
+            hard=hard)
         return cost if undo is None else cost.take(undo)

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from perfmodel._ops import Ops
-from perfmodel._smooth import smooth_maximum
+from perfmodel._smooth import smooth_max, smooth_maximum
 
 #: Name of the per-op fixed cost (launch/sync) in `Report.components` order.
 OVERHEAD = "overhead"
@@ -146,6 +146,26 @@ class Cost(eqx.Module):
     components: tuple[str, ...] = eqx.field(static=True)
     energy_components: tuple[str, ...] = eqx.field(static=True)
     max_time: Float[Array, " rows"] | None = None
+
+    @classmethod
+    def from_columns(cls, time_columns, *, overhead, energy_columns, static_power, area,
+                     components, energy_components, hard: bool) -> "Cost":
+        """A `Cost` from per-component [rows] arrays: stacks them into ``time_terms``
+        and ``energy_terms`` and, in smooth mode, folds `smooth_max` over the unstacked
+        time columns into ``max_time``. A caller that needs only the latency (a vmapped
+        gradient sweep) then never materialises the [rows, C] stack: XLA drops it, and
+        with it the transposes and pads that stacking costs on CPU."""
+        time_terms = jnp.stack(jnp.broadcast_arrays(*time_columns), axis=1)
+        energy_terms = jnp.stack(jnp.broadcast_arrays(*energy_columns), axis=1)
+        max_time = None
+        if not hard:
+            max_time = time_columns[0]
+            for column in time_columns[1:]:
+                max_time = smooth_max(max_time, column)
+            max_time = jnp.broadcast_to(max_time, time_terms.shape[:1])
+        return cls(time_terms=time_terms, overhead=overhead, energy_terms=energy_terms,
+                   static_power=static_power, area=area, components=tuple(components),
+                   energy_components=tuple(energy_components), max_time=max_time)
 
     def component_max(self, *, hard: bool):
         """[rows] seconds per instance: the smooth (exact if ``hard``) max of the

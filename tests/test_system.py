@@ -60,12 +60,12 @@ def test_kinds_policy_costs_each_unit_on_its_rows_only(toy, ops, mode):
 
     def all_rows(hw, hard):  # the same model, every unit costed on every row
         p = hw.placement(ops, hard=hard)
-        t, e, _ = hw._times(ops, p, hard=hard)
+        t, e, _, _ = hw._times(ops, p, hard=hard)
         return t, e
 
     for hard in (False, True):
         t_all, e_all = all_rows(sys_m, hard)
-        t_own, e_own, _ = sys_m._times(ops, sys_m.placement(ops, hard=hard), hard=hard,
+        t_own, e_own, _, _ = sys_m._times(ops, sys_m.placement(ops, hard=hard), hard=hard,
                                        static_rows=rows)
         for u, r in enumerate(rows):  # the unit's own rows: identical
             np.testing.assert_allclose(np.asarray(t_own)[r, u], np.asarray(t_all)[r, u],
