@@ -31,10 +31,16 @@ sits: a bank, a bank group, or a channel's slice of the logic die.
                 t_stream          (bank group, logic die: bank interleaving hides ACT/PRE,
                                    t_act is its own overlapping term)
     refresh   = tREFI / (tREFI - tRFC)                              (time lost to refresh)
-    t_bus     = [act_in / min(groups, channels) + act_out x split_k / channels
+    t_bus     = [act_in / fan + act_out x split_k / channels
                  + kv_write / channels] / B_channel   (input broadcast, partial-sum
                  readout, KV append over each channel's external bus; serial with the
                  GEMV, so it is part of the non-overlapping overhead)
+    fan       = min(groups, channels)                   (bank, bank group: a channel's
+                 banks hear only its own bus, so each group's input crosses every
+                 channel holding that group)
+                min(groups, stacks) x channels / stacks (logic die: the input crosses
+                 each stack's interface once, all its channels in parallel, and the
+                 logic die forwards it to the stack's slices)
     host rows (softmax, norms, activations, embed, all-reduce, ...) run on the host /
     ASIC:  t_host_compute = flops / F_host,  t_host_memory = dram_bytes / B_host
     t         = smooth_max(t_compute, t_memory, t_act, t_host_compute, t_host_memory)
@@ -130,6 +136,8 @@ class DramPim(AbstractUnit):
     trefi: Float[Array, ""]                 # s, refresh interval
     tokens_per_pass: Float[Array, ""]       # input vectors held per weight read
     channel_bandwidth: Float[Array, ""]     # B/s external bus per channel
+    stacks: Float[Array, ""]                # stacks / chips sharing the channels (logic die:
+                                            # one input broadcast per stack interface)
     capacity: Float[Array, ""]              # bytes
     cell_activate_energy: Float[Array, ""]  # J/bit of an opened row (activate+precharge)
     cell_read_energy: Float[Array, ""]      # J/bit, cell to bank edge
@@ -207,6 +215,10 @@ class DramPim(AbstractUnit):
             raise ModelInputError(
                 f"{self.name}.trfc = {float(self.trfc):.3g} s must be below trefi = "
                 f"{float(self.trefi):.3g} s (refresh would take all the time).")
+        if not is_traced(self.stacks) and float(self.stacks) > float(self.channels):
+            raise ModelInputError(
+                f"{self.name}.stacks = {float(self.stacks):g} is invalid; it must be in "
+                f"(0, channels = {float(self.channels):g}] (each stack has its channels).")
         if ops is None:
             return
         bits = np.asarray(ops.compute_bits)
@@ -277,8 +289,11 @@ class DramPim(AbstractUnit):
             act_in, act_out, kv_write = (ops.act_in_bytes[pm], ops.act_out_bytes[pm],
                                          ops.kv_write_bytes[pm])
             readout_total = act_out * split_k
-            bus_bytes = (act_in / jnp.minimum(groups, self.channels)
-                         + (readout_total + kv_write) * inv_channels)
+            if self.placement == "logic_die":
+                fan = jnp.minimum(groups, self.stacks) * (self.channels / self.stacks)
+            else:
+                fan = jnp.minimum(groups, self.channels)
+            bus_bytes = act_in / fan + (readout_total + kv_write) * inv_channels
             over_blocks.append(ops.launches[pm] * self.launch_overhead
                                + bus_bytes * (1.0 / self.channel_bandwidth))
 
@@ -359,6 +374,7 @@ def from_spec(data: dict, label: str) -> DramPim:
         trefi=a("timing", "trefi", unit="_us"),
         tokens_per_pass=a("pim", "tokens_per_pass"),
         channel_bandwidth=a("organization", "channel_bandwidth", unit="_GB_s"),
+        stacks=a("organization", "stacks", default=1.0),
         capacity=a("organization", "capacity", unit="_GB"),
         cell_activate_energy=a("energy", "cell_activate", unit="_pJ_per_bit"),
         cell_read_energy=a("energy", "cell_read", unit="_pJ_per_bit"),

@@ -207,3 +207,31 @@ def test_bad_placement_and_bits():
     with pytest.raises(ModelInputError, match="bit-width"):
         pm.evaluate(hw, pm.workloads.gemm(1.0, 64.0, 64.0, bits=32.0))
     assert isinstance(hw, DramPim)
+
+
+def test_logic_die_input_crosses_each_stack_once():
+    """Input broadcast (overhead term): in-bank PIM sends a one-group GEMV's input over
+    every channel bus (act_in / B_channel); logic-die PIM over each stack's interface
+    once (act_in x stacks / channels / B_channel), so more stacks cost more bus time."""
+    ops = pm.workloads.gemm(1.0, 4096.0, 4096.0, bits=16)   # groups = 1
+    act_in = float(ops.act_in_bytes[0])
+
+    def bus(hw):  # overhead minus launches and the readout
+        c = hw.cost(ops, hard=True)
+        readout = float(ops.act_out_bytes[0] + ops.kv_write_bytes[0]) / float(hw.channels)
+        return (float(c.overhead[0]) - float(ops.launches[0] * hw.launch_overhead)
+                - readout / float(hw.channel_bandwidth))
+
+    bank, logic = pm.hardware.preset("attacc-pim-bank"), pm.hardware.preset("attacc-pim-buffer")
+    b_ch = float(bank.channel_bandwidth)
+    assert bus(bank) == pytest.approx(act_in / b_ch, rel=1e-5)
+    assert bus(logic) == pytest.approx(act_in * 5 / 160 / b_ch, rel=1e-5)
+    two = eqx.tree_at(lambda h: h.stacks, logic, jnp.asarray(10.0))
+    assert bus(two) == pytest.approx(2 * bus(logic), rel=1e-5)
+
+
+def test_more_stacks_than_channels_is_a_clear_error():
+    hw = eqx.tree_at(lambda h: h.stacks, pm.hardware.preset("attacc-pim-buffer"),
+                     jnp.asarray(200.0))
+    with pytest.raises(ModelInputError, match=r"stacks = 200 .*channels = 160"):
+        hw.check()
