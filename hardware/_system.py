@@ -160,6 +160,20 @@ class System(AbstractTarget):
                                   f"{list(self.unit_names)}.")
         return self.units[self.unit_names.index(name)]
 
+    def _low_eligible(self, ops: Ops):
+        """[rows] bool (static): rows the ``op_per_byte`` policy may give the low unit."""
+        eligible = frozenset(self.low_kinds) or MATMUL_KINDS
+        return np.array([k in eligible for k in ops.kinds])
+
+    def _op_per_byte_margin(self, ops: Ops):
+        """[rows] logit(low) - logit(high) of the ``op_per_byte`` policy: > 0 where the
+        intensity is below the threshold (-> the low, PIM unit); -RULE_LOGIT on rows the
+        low unit may not take."""
+        intensity = ops.flops / jnp.maximum(ops.dram_bytes, 1.0)
+        margin = POLICY_SHARPNESS * (jnp.log(self.op_per_byte_threshold)
+                                     - jnp.log(jnp.maximum(intensity, 1e-6)))
+        return jnp.where(self._low_eligible(ops), margin, -RULE_LOGIT)
+
     def rule_logits(self, ops: Ops):
         """[rows, units] logits of the ``kinds`` or ``op_per_byte`` policy (cost-free)."""
         n_units = len(self.units)
@@ -169,13 +183,7 @@ class System(AbstractTarget):
             return jnp.asarray(RULE_LOGIT * np.eye(n_units)[idx])
         if self.policy == "op_per_byte":
             lo, hi = self.unit_names.index(self.low_unit), self.unit_names.index(self.high_unit)
-            intensity = ops.flops / jnp.maximum(ops.dram_bytes, 1.0)
-            # log-ratio > 0: intensity below the threshold -> the low (PIM) unit
-            margin = POLICY_SHARPNESS * (jnp.log(self.op_per_byte_threshold)
-                                         - jnp.log(jnp.maximum(intensity, 1e-6)))
-            eligible = frozenset(self.low_kinds) or MATMUL_KINDS
-            is_mm = np.array([k in eligible for k in ops.kinds])
-            margin = jnp.where(is_mm, margin, -RULE_LOGIT)  # other rows: high unit
+            margin = self._op_per_byte_margin(ops)
             logits = jnp.zeros((ops.rows, n_units))
             logits = logits.at[:, lo].set(margin / 2).at[:, hi].set(-margin / 2)
             others = [u for u in range(n_units) if u not in (lo, hi)]
@@ -187,6 +195,19 @@ class System(AbstractTarget):
         if mapping is not None:
             return soft_choice(mapping.logits, axis=1, hard=hard,
                                temperature=mapping.temperature)
+        if self.policy == "op_per_byte" and len(self.units) == 2:
+            # the softmax of two logits is a logistic of their difference: the same
+            # weights without the [rows, 2] scatter and softmax (which dominate the
+            # vmapped gradient); on a tie, argmax's first-index rule is kept
+            lo, hi = self.unit_names.index(self.low_unit), self.unit_names.index(self.high_unit)
+            margin = self._op_per_byte_margin(ops)
+            cols = [None, None]
+            if hard:
+                cols[lo] = jnp.where((margin > 0) | ((margin == 0) & (lo < hi)), 1.0, 0.0)
+                cols[hi] = 1.0 - cols[lo]
+            else:
+                cols[lo], cols[hi] = jax.nn.sigmoid(margin), jax.nn.sigmoid(-margin)
+            return jnp.stack(cols, axis=1)
         logits = self.rule_logits(ops)
         if logits is None:  # fastest
             if times is None:
@@ -213,30 +234,29 @@ class System(AbstractTarget):
     def _times(self, ops, p, *, hard, static_rows=None):
         """([rows, units] seconds per instance, [rows, units] joules, costs, blocks).
 
-        ``static_rows`` (per unit, the static indices of the rows placed on it) costs each
-        unit on its own rows only; the other entries are 0, where the rule's weight is
-        ~2e-9 (exactly 0 with ``hard``), and ``blocks`` holds each unit's [own rows]
-        seconds per instance (else None)."""
+        ``static_rows`` (per unit, the static indices of the rows the policy may place on
+        it) costs each unit on those rows only; its other entries are 0, where the rule's
+        weight is ~2e-9 (exactly 0 with ``hard``), and ``blocks`` holds each unit's
+        seconds per instance on its rows (else None)."""
         unit_ops = self._unit_ops(ops, p) if p is not None else [ops] * len(self.units)
         if static_rows is None:
             costs = [unit.cost(o, None, hard=hard) for unit, o in zip(self.units, unit_ops)]
             t = jnp.stack([c.op_time(hard=hard) for c in costs], axis=1)
             e = jnp.stack([c.op_energy() for c in costs], axis=1)
             return t, e, costs, None
-        costs = [unit.cost(o.take(rows), None, hard=hard)
+        costs = [unit.cost(o if len(rows) == ops.rows else o.take(rows), None, hard=hard)
                  for unit, o, rows in zip(self.units, unit_ops, static_rows)]
-        # rows grouped by unit: column u is zeros, the unit's block, zeros; a gather puts
-        # the rows back in table order
-        sizes = [len(rows) for rows in static_rows]
-        undo = np.argsort(np.concatenate(static_rows))
 
-        def columns(blocks):
+        def columns(blocks):  # each block back to table order, zeros on the other rows
             cols = []
-            for u, block in enumerate(blocks):
-                before, after = sum(sizes[:u]), sum(sizes[u + 1:])
-                cols.append(jnp.concatenate([jnp.zeros(before, block.dtype), block,
-                                             jnp.zeros(after, block.dtype)]))
-            return jnp.stack(cols, axis=1)[undo]
+            for rows, block in zip(static_rows, blocks):
+                if len(rows) == ops.rows:
+                    cols.append(block)
+                    continue
+                where = np.full(ops.rows, len(rows))  # -> the appended zero
+                where[rows] = np.arange(len(rows))
+                cols.append(jnp.concatenate([block, jnp.zeros(1, block.dtype)])[where])
+            return jnp.stack(cols, axis=1)
 
         blocks = [c.op_time(hard=hard) for c in costs]
         t = columns(blocks)
@@ -244,14 +264,25 @@ class System(AbstractTarget):
         return t, e, costs, blocks
 
     def static_rows(self, ops: Ops, mapping=None):
-        """Per unit, the static indices of the rows the ``kinds`` policy places on it (None
-        for the other policies, for an explicit mapping, or when a unit gets no row)."""
-        if self.policy != "kinds" or mapping is not None:
+        """Per unit, the static (ascending) indices of the rows the rule policy may place on
+        it; on every other row the unit's weight is at most ~2e-9 (e^-RULE_LOGIT), exactly
+        0 with ``hard``. ``kinds``: each row belongs to one unit. ``op_per_byte`` (two
+        units): the low unit may take the eligible matmul rows (the threshold is a design
+        leaf, so those stay soft), the high unit any row. None for ``fastest``, for an
+        explicit mapping, or when a unit would get no row."""
+        if mapping is not None:
             return None
-        table = dict(self.kind_units)
-        owner = np.array([self.unit_names.index(table.get(k, self.default_unit))
-                          for k in ops.kinds])
-        rows = [np.flatnonzero(owner == u) for u in range(len(self.units))]
+        if self.policy == "kinds":
+            table = dict(self.kind_units)
+            owner = np.array([self.unit_names.index(table.get(k, self.default_unit))
+                              for k in ops.kinds])
+            rows = [np.flatnonzero(owner == u) for u in range(len(self.units))]
+        elif self.policy == "op_per_byte" and len(self.units) == 2:
+            rows = [np.arange(ops.rows)] * 2
+            rows[self.unit_names.index(self.low_unit)] = np.flatnonzero(
+                self._low_eligible(ops))
+        else:
+            return None
         return rows if all(len(r) for r in rows) else None
 
     # ------------------------------------------------------------------ the model

@@ -179,6 +179,43 @@ def test_op_per_byte_policy(ops):
     assert pp[pre.kinds.index("ffn_up"), s.unit_names.index("gpu")] == 1.0
 
 
+@pytest.mark.parametrize("mode", ["blocked", "concurrent"])
+def test_op_per_byte_fast_path_matches_the_general_one(ops, mode, monkeypatch):
+    """With two units the op/B placement is a logistic of the margin and each unit is
+    costed on the rows it may take (the low unit: eligible matmuls only). Against the
+    general path (softmax of [rows, 2] logits, every unit on every row): latency and
+    energy within 1e-6 smooth, exact hard, gradients (threshold included) within 1e-4."""
+    s = pm.hardware.from_spec(toy_spec(
+        system={"policy": "op_per_byte", "mode": mode},
+        placement={"low": "aux", "high": "gpu", "threshold": 32.0,
+                   "low_kinds": ["attn_fused", "ffn_up"]}))
+    rows = s.static_rows(ops)
+    aux = s.unit_names.index("aux")
+    assert [ops.kinds[i] for i in rows[aux]] == ["attn_fused", "ffn_up"]
+    assert list(rows[1 - aux]) == list(range(ops.rows))
+
+    def run(hard):
+        rep = pm.evaluate(s, ops, hard=hard, check=False)
+        g = jax.grad(lambda h: pm.evaluate(h, ops, check=False).latency)(s)
+        return float(rep.latency), float(rep.energy), g
+
+    fast = {hard: run(hard) for hard in (False, True)}
+    monkeypatch.setattr(System, "static_rows", lambda self, ops, mapping=None: None)
+    monkeypatch.setattr(System, "placement", lambda self, ops, mapping=None, *, hard=False,
+                        times=None: pm.soft_choice(self.rule_logits(ops), axis=1,
+                                                 hard=hard))
+    for hard in (False, True):
+        lat, en, g = run(hard)
+        tol = 0.0 if hard else 1e-6
+        assert fast[hard][0] == pytest.approx(lat, rel=tol, abs=0.0)
+        assert fast[hard][1] == pytest.approx(en, rel=max(tol, 1e-7))
+    g_fast, g_all = fast[False][2], run(False)[2]
+    assert float(g_all.op_per_byte_threshold) != 0.0
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_all)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4,
+                                   atol=1e-6 * float(np.max(np.abs(np.asarray(b)))) + 1e-30)
+
+
 def test_fastest_policy_is_never_slower_than_one_unit(ops):
     s = pm.hardware.from_spec(toy_spec(system={"policy": "fastest"}, placement={}))
     t = float(pm.evaluate(s, ops, hard=True).latency)
