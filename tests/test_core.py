@@ -205,3 +205,26 @@ def test_offload_tier_used_when_model_does_not_fit():
     assert "offload" in rep.bound_names()
     fits = pm.evaluate(pm.hardware.preset("h200"), wl.decode(1.0, 128.0))
     assert float(rep.latency) > 10 * float(fits.latency)
+
+
+@pytest.mark.parametrize("n,chunk", [(12, 4), (10, 4), (3, 4), (7, None), (9, 8)])
+def test_sweep_equals_vmap(n, chunk):
+    """`sweep` (equal chunks, padded with the last design, padding dropped) returns what
+    one vmap returns, for pytree inputs and outputs (value and gradient)."""
+    hw = pm.hardware.preset("a100-80gb")
+    ops = pm.workloads.preset("gpt2").decode(1.0, 128.0)
+    params, static = eqx.partition(hw, eqx.is_inexact_array)
+    scale = jnp.linspace(0.5, 2.0, n)
+    designs = jax.tree.map(lambda x: x[None] * scale.reshape((n,) + (1,) * x.ndim), params)
+
+    def f(p):
+        return pm.evaluate(eqx.combine(p, static), ops, check=False).latency
+
+    vg = jax.value_and_grad(f)
+    want = jax.jit(jax.vmap(vg))(designs)
+    got = jax.jit(lambda d: pm.sweep(vg, d, chunk=chunk))(designs)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert a.shape == b.shape
+        b = np.asarray(b)  # float32: a different fusion may round differently
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4,
+                                   atol=1e-6 * float(np.max(np.abs(b))))

@@ -65,3 +65,22 @@ def test_soft_choice():
     np.testing.assert_array_equal(np.asarray(pm.soft_choice(logits, hard=True)), [0, 1, 0])
     # sharper temperature approaches the hard choice
     assert float(pm.soft_choice(logits, temperature=0.01)[1]) > 0.999
+
+
+def test_cost_from_columns_max_time_is_the_fold():
+    """`Cost.from_columns` stacks the columns and, smooth only, folds `smooth_max` over
+    them into ``max_time`` (what `report_from_cost` then uses): equal to the generic
+    `smooth_maximum` over the stacked terms; scalar columns broadcast."""
+    from perfmodel._report import Cost
+
+    t = [jnp.asarray([1.0, 2.0, 3.0]), jnp.asarray([3.0, 2.0, 0.5]), 0.0]
+    e = [jnp.asarray([1.0, 1.0, 1.0]), 0.0]
+    kw = dict(overhead=jnp.zeros(3), energy_columns=e, static_power=jnp.asarray(1.0),
+              area=None, components=("a", "b", "c"), energy_components=("x", "y"))
+    smooth = Cost.from_columns(t, hard=False, **kw)
+    hard = Cost.from_columns(t, hard=True, **kw)
+    assert smooth.time_terms.shape == (3, 3) and smooth.energy_terms.shape == (3, 2)
+    np.testing.assert_allclose(smooth.max_time,
+                               pm.smooth_maximum(smooth.time_terms, axis=1), rtol=1e-7)
+    assert hard.max_time is None
+    np.testing.assert_array_equal(hard.component_max(hard=True), [3.0, 2.0, 3.0])
