@@ -21,6 +21,18 @@ places each row on the units and combines. Per row r (``count`` c_r) and unit u:
 
     E = sum_r c_r sum_u p[r, u] e[r, u] + 8 X_bytes e_link + sum_u P_static,u T
 
+Co-processing (``co_kinds``, blocked mode, two units; Duplex's expert co-processing):
+a row of those kinds holds G = ``groups`` independent work items (experts, sliced over
+the tensor-parallel devices); k of them run on the ``high`` unit while the other G - k
+run on the ``low`` unit at the same time, k chosen to finish first:
+
+    t_co[r] = min_{k=0..G} max(k/G t[r, high], (1 - k/G) t[r, low])
+    p[r, high] = k*/G,  p[r, low] = 1 - k*/G    (energy and busy shares)
+
+(work assumed linear in the items; the min over static candidates is exact in both
+modes: continuous, with kinks where two candidates tie, like the xPU's split-K). In
+blocked mode the row then takes t_co instead of the sum of the two shares.
+
 ``max`` is `perfmodel.smooth_maximum` (exact with ``hard=True``). Placement policies
 (the default mapping; a `Placement` of logits overrides them):
 
@@ -99,6 +111,7 @@ class System(AbstractTarget):
     low_unit: str = eqx.field(static=True, default="")
     high_unit: str = eqx.field(static=True, default="")
     low_kinds: tuple[str, ...] = eqx.field(static=True, default=())
+    co_kinds: tuple[str, ...] = eqx.field(static=True, default=())
     sub_batches: int = eqx.field(static=True, default=2)
     shared_memory: bool = eqx.field(static=True, default=False)
     title: str = eqx.field(static=True, default="")
@@ -129,6 +142,18 @@ class System(AbstractTarget):
                 raise ModelInputError(
                     f"{self.name}: placement.low_kinds holds {k!r}, which is not a matmul "
                     f"kind; valid: {sorted(MATMUL_KINDS)}.")
+        for k in self.co_kinds:
+            if k not in MATMUL_KINDS:
+                raise ModelInputError(
+                    f"{self.name}: placement.co_kinds holds {k!r}, which is not a matmul "
+                    f"kind; valid: {sorted(MATMUL_KINDS)}.")
+        if self.co_kinds and (self.mode != "blocked" or len(self.units) != 2
+                              or self.low_unit == self.high_unit):
+            raise ModelInputError(
+                f"{self.name}: placement.co_kinds needs mode = \"blocked\" and two units "
+                f"named by placement.low and placement.high (mode = {self.mode!r}, "
+                f"{len(self.units)} units); co-processing inside the sub-batch overlap of "
+                f"concurrent mode is not modelled.")
         if ops is None:
             for unit in self.units:
                 unit.check()
@@ -283,7 +308,38 @@ class System(AbstractTarget):
                 self._low_eligible(ops))
         else:
             return None
+        co = self._co_rows(ops)
+        if co.size:  # co-processed rows are costed on both units
+            rows = [np.union1d(r, co) for r in rows]
         return rows if all(len(r) for r in rows) else None
+
+    def _co_rows(self, ops: Ops):
+        """Static indices of the rows split between the two units (``co_kinds``)."""
+        return np.flatnonzero([k in self.co_kinds for k in ops.kinds])
+
+    def _co_process(self, ops: Ops, p, t):
+        """(placement with the co rows' shares, [rows] seconds per instance that
+        co-processing saves against running the two shares one after the other)."""
+        idx = self._co_rows(ops)
+        try:
+            groups = np.asarray(ops.groups)[idx]
+        except jax.errors.TracerArrayConversionError:
+            raise ModelInputError(
+                f"{self.name}: placement.co_kinds needs concrete ops (their work-item "
+                "counts, ops.groups, set the split candidates); evaluate under "
+                "jit/vmap over designs, not over ops.") from None
+        g = np.maximum(np.round(groups), 1.0)
+        share = np.minimum(np.arange(int(g.max()) + 1)[None, :] / g[:, None], 1.0)
+        lo, hi = self.unit_names.index(self.low_unit), self.unit_names.index(self.high_unit)
+        t_hi, t_lo = t[idx, hi], t[idx, lo]
+        cand = jnp.maximum(share * t_hi[:, None], (1.0 - share) * t_lo[:, None])
+        f = jnp.take_along_axis(jnp.asarray(share, t.dtype),
+                                jnp.argmin(cand, axis=1)[:, None], axis=1)[:, 0]
+        f = jax.lax.stop_gradient(f)  # piecewise constant: the chosen split
+        p = p.at[idx, hi].set(f).at[idx, lo].set(1.0 - f)
+        serial = f * t_hi + (1.0 - f) * t_lo
+        saving = jnp.zeros(ops.rows, t.dtype).at[idx].set(serial - jnp.min(cand, axis=1))
+        return p, saving
 
     # ------------------------------------------------------------------ the model
     def evaluate(self, ops: Ops, mapping=None, *, hard: bool = False) -> Report:
@@ -298,6 +354,10 @@ class System(AbstractTarget):
             t, e, costs, blocks = self._times(ops, jax.lax.stop_gradient(p) if hard else p,
                                               hard=hard, static_rows=rows)
         c = ops.count
+        saving = None
+        if self.co_kinds and self._co_rows(ops).size:
+            p, saving = self._co_process(ops, p, t)
+            blocks = None  # the shares changed: sum the busy table
         switch = 1.0 - jnp.sum(p * jnp.roll(p, 1, axis=0), axis=1)
         x_bytes = switch * ops.act_in_bytes
         x_time = x_bytes / self.link_bandwidth + switch * self.link_latency
@@ -310,6 +370,8 @@ class System(AbstractTarget):
                                   for u, (r, b) in enumerate(zip(rows, blocks))])
         transfer = jnp.sum(c * x_time)
         blocked = jnp.sum(per_unit) + transfer
+        if saving is not None:  # co-processed rows: both shares at once
+            blocked = blocked - jnp.sum(c * saving)
         if self.mode == "concurrent":
             layers = jnp.max(c)
             longest = smooth_maximum(per_unit, axis=0, hard=hard)
@@ -318,6 +380,8 @@ class System(AbstractTarget):
         else:
             latency = blocked
         row_time = jnp.sum(busy, axis=1) + c * x_time
+        if saving is not None:
+            row_time = row_time - c * saving
         row_time = row_time * (latency / blocked)  # concurrent: rows share the overlap
         static_power = sum(cost.static_power for cost in costs)
         energy_terms = jnp.concatenate(
@@ -373,7 +437,8 @@ def from_spec(data: dict, label: str) -> System:
     policy = str(r.raw("system", "policy", default="kinds"))
     placement = r.section("placement", required=False) or {}
     kind_units = tuple((k, str(r.raw("placement", k))) for k in placement
-                       if k not in ("default", "low", "high", "threshold", "low_kinds"))
+                       if k not in ("default", "low", "high", "threshold", "low_kinds",
+                                    "co_kinds"))
     system = System(
         units=tuple(units),
         link_bandwidth=jnp.asarray(r.number("link", "bandwidth", unit="_GB_s")),
@@ -388,6 +453,7 @@ def from_spec(data: dict, label: str) -> System:
         low_unit=str(r.raw("placement", "low", default=names[-1])),
         high_unit=str(r.raw("placement", "high", default=names[0])),
         low_kinds=tuple(str(k) for k in r.raw("placement", "low_kinds", default=[])),
+        co_kinds=tuple(str(k) for k in r.raw("placement", "co_kinds", default=[])),
         sub_batches=int(r.number("system", "sub_batches", default=2.0, lo=1.0)),
         shared_memory=bool(r.raw("system", "shared_memory", default=False)),
         **r.identity(),

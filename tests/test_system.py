@@ -252,3 +252,54 @@ def test_bad_input():
     with pytest.raises(ModelInputError, match="link_bandwidth"):
         pm.evaluate(eqx.tree_at(lambda h: h.link_bandwidth, s, jnp.asarray(0.0)), ops)
     assert isinstance(s, System)
+
+
+def _co_toy(**placement):
+    return pm.hardware.from_spec(toy_spec(
+        system={"policy": "op_per_byte", "mode": "blocked"},
+        placement={"low": "aux", "high": "gpu", "threshold": 1e4,
+                   "low_kinds": ["moe_up", "moe_down"], **placement}))
+
+
+@pytest.fixture(scope="module")
+def moe_ops():
+    return pm.workloads.preset("mixtral-8x7b").decode(64.0, 2048.0, tensor_parallel=4)
+
+
+def test_co_processing_splits_work_items(moe_ops):
+    """Co-processing (Duplex's expert co-processing): a co row's G work items are split,
+    k on the high unit and G - k on the low one at once; the row takes
+    min_k max(k/G t_high, (1 - k/G) t_low), checked by brute force, never more than
+    either unit alone; the busy and energy shares follow the chosen split."""
+    plain, co = _co_toy(), _co_toy(co_kinds=["moe_up", "moe_down"])
+    for hard in (True, False):
+        t = np.asarray(plain._times(moe_ops, None, hard=hard)[0])
+        rep_p = pm.evaluate(plain, moe_ops, hard=hard)
+        rep_c = pm.evaluate(co, moe_ops, hard=hard)
+        hi, lo = co.unit_names.index("gpu"), co.unit_names.index("aux")
+        saved = 0.0
+        for i, kind in enumerate(moe_ops.kinds):
+            if kind not in ("moe_up", "moe_down"):
+                continue
+            g = int(round(float(moe_ops.groups[i])))
+            best = min(max(k / g * t[i, hi], (1 - k / g) * t[i, lo]) for k in range(g + 1))
+            assert best <= min(t[i, hi], t[i, lo]) * (1 + 1e-6)
+            c = float(moe_ops.count[i])
+            assert float(rep_c.op_time[i]) == pytest.approx(c * best + c * float(
+                rep_c.time_terms[i, -1]), rel=1e-5)
+            shares = np.asarray(rep_c.time_terms[i, :2]) / t[i, :2]
+            assert shares.sum() == pytest.approx(1.0, rel=1e-5)
+            assert shares[hi] * g == pytest.approx(round(shares[hi] * g), abs=1e-4)
+            saved += float(rep_p.op_time[i]) - float(rep_c.op_time[i])
+        assert saved > 0 and float(rep_c.latency) < float(rep_p.latency)
+    g = jax.grad(lambda h: pm.evaluate(h, moe_ops, check=False).latency)(co)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(g))
+
+
+def test_co_processing_bad_input(moe_ops):
+    with pytest.raises(ModelInputError, match="co_kinds holds 'norm'"):
+        _co_toy(co_kinds=["norm"])
+    with pytest.raises(ModelInputError, match='co_kinds needs mode = "blocked"'):
+        pm.hardware.from_spec(toy_spec(
+            system={"policy": "op_per_byte", "mode": "concurrent"},
+            placement={"low": "aux", "high": "gpu", "co_kinds": ["moe_up"]}))
