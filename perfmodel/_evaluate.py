@@ -58,6 +58,10 @@ def evaluate(hardware: AbstractTarget, ops: Ops, mapping=None, *, hard: bool = F
     return hardware.evaluate(ops, mapping, hard=hard)
 
 
+#: Chunk sizes of `sweep` are multiples of this many designs (vector-width friendly).
+_CHUNK_ALIGN = 64
+
+
 def sweep(fn, designs, *, chunk: int | None = 8192):
     """``jax.vmap(fn)(designs)`` evaluated in chunks of ``chunk`` designs.
 
@@ -79,7 +83,9 @@ def sweep(fn, designs, *, chunk: int | None = 8192):
     if chunk is None or n <= chunk:
         return jax.vmap(fn)(designs)
     chunks = math.ceil(n / chunk)
-    size = math.ceil(n / chunks)
+    # a multiple of the SIMD-friendly _CHUNK_ALIGN, so no fused loop has a ragged tail
+    size = min(chunk, _CHUNK_ALIGN * math.ceil(n / chunks / _CHUNK_ALIGN))
+    chunks = math.ceil(n / size)
     pad = chunks * size - n
     if pad:
         designs = jax.tree.map(
