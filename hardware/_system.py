@@ -42,7 +42,8 @@ blocked mode the row then takes t_co instead of the sum of the two shares.
   byte of memory traffic) is below ``threshold`` goes to the ``low`` unit (the PIM), the
   rest to the ``high`` unit (the xPU); smooth in log-intensity. ``low_kinds`` (optional)
   restricts the rows that may go to the low unit to those op kinds;
-- ``fastest``: each row on the unit where it alone is fastest (a greedy baseline).
+- ``fastest``: each row on the unit where it alone is fastest (a greedy baseline);
+  collectives (all-reduce) stay on the ``default`` unit, which models the network.
 
 Footprints: for the capacity-dependent terms of each unit (e.g. the xPU's offload tier),
 each unit sees the share of the weight and KV footprint of the rows placed on it; with
@@ -69,6 +70,9 @@ from perfmodel.hardware._xpu import MATMUL_KINDS
 
 #: Placement policies of a system (see the module docstring).
 POLICIES = ("kinds", "op_per_byte", "fastest")
+#: Op kinds that cross the inter-device network: the ``fastest`` policy keeps them on the
+#: ``default`` unit (units such as DRAM-PIM do not model the network).
+COMM_KINDS = frozenset({"allreduce"})
 #: Execution modes: one unit at a time, or units overlapped on interleaved sub-batches.
 MODES = ("blocked", "concurrent")
 #: Logit margin of a rule-based placement: softmax weight 1 - 2e-9 on the chosen unit
@@ -238,6 +242,13 @@ class System(AbstractTarget):
             if times is None:
                 times = self._times(ops, None, hard=hard)[0]
             logits = -POLICY_SHARPNESS * jnp.log(times)
+            # collectives cross the inter-device network, which only the default unit
+            # models (a PIM's host would count an all-reduce as a local memory pass)
+            comm = np.array([k in COMM_KINDS for k in ops.kinds])
+            if comm.any():
+                rule = RULE_LOGIT * np.eye(len(self.units))[
+                    self.unit_names.index(self.default_unit)]
+                logits = jnp.where(comm[:, None], rule[None, :], logits)
         return soft_choice(logits, axis=1, hard=hard)
 
     def _unit_ops(self, ops: Ops, p) -> list[Ops]:

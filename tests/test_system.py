@@ -303,3 +303,19 @@ def test_co_processing_bad_input(moe_ops):
         pm.hardware.from_spec(toy_spec(
             system={"policy": "op_per_byte", "mode": "concurrent"},
             placement={"low": "aux", "high": "gpu", "co_kinds": ["moe_up"]}))
+
+
+def test_fastest_policy_keeps_collectives_on_the_default_unit():
+    """A DRAM-PIM unit's host would count an all-reduce as a local memory pass (no
+    network model), so `fastest` would pick it; collectives stay on the default unit."""
+    s = pm.hardware.from_spec(toy_spec(
+        units={"gpu": "h100-sxm", "pim": "attacc-pim-bank"},
+        system={"policy": "fastest"}, placement={"default": "gpu"}))
+    ops = pm.workloads.preset("mixtral-8x7b").decode(32.0, 2048.0, tensor_parallel=4)
+    p = np.asarray(s.placement(ops, hard=True))
+    gpu = s.unit_names.index("gpu")
+    t = np.asarray(s._times(ops, None, hard=True)[0])
+    for i, kind in enumerate(ops.kinds):
+        if kind == "allreduce":
+            assert t[i, 1 - gpu] < t[i, gpu]  # what the rule overrides
+            assert p[i, gpu] == 1.0
