@@ -12,7 +12,10 @@ abits, kvbits, options, metric, published, unit, tolerance, source, notes, known
 - ``workload`` and ``batch`` may list several values separated by ``|``: the claim is
   evaluated on every combination and the per-case metrics are combined by the option
   ``aggregate`` (``mean``, ``geomean``, ``min``, ``max``; default ``mean``). This is how
-  "average over 12 models" or "range over batch 1-16" claims are written.
+  "average over 12 models" or "range over batch 1-16" claims are written. ``prompt``,
+  ``context`` and ``generate`` may list values too; those lists are zipped (equal
+  lengths), so ``(Lin, Lout)`` pairs are one list each, crossed with workloads and
+  batches.
 - ``options`` is ``key=value;...``: ``m, n, k`` for a single GEMM, ``aggregate``,
   ``baseline_batch`` (ratio claims between systems each run at its own maximum batch,
   e.g. a PIM system that holds 8x the sequences), and any other keyword of the
@@ -121,10 +124,27 @@ def _options(row) -> dict:
     return opts
 
 
-def _cases(row) -> list[tuple[str, float | None]]:
+#: Length columns that may list several values; their lists are zipped (one case per
+#: position), e.g. prompt "256|1024" with generate "256|1024" is two cases.
+LENGTH_KEYS = ("prompt", "context", "generate")
+
+
+def _length_cases(row) -> list[dict]:
+    lists = {k: row[k].split("|") for k in LENGTH_KEYS if "|" in (row.get(k) or "")}
+    if not lists:
+        return [{}]
+    sizes = {len(v) for v in lists.values()}
+    if len(sizes) != 1:
+        raise ModelInputError(
+            f"claim {row['id']}: the lists in {sorted(lists)} must have the same length "
+            f"(they are zipped, one case per position); got {[len(v) for v in lists.values()]}.")
+    return [{k: v[i] for k, v in lists.items()} for i in range(sizes.pop())]
+
+
+def _cases(row) -> list[tuple[str, float | None, dict]]:
     workloads = row["workload"].split("|")
     batches = [float(b) for b in row["batch"].split("|")] if row.get("batch") else [None]
-    return list(itertools.product(workloads, batches))
+    return list(itertools.product(workloads, batches, _length_cases(row)))
 
 
 def claim_ops(row: dict, workload: str | None = None, batch: float | None = None):
@@ -182,7 +202,7 @@ def evaluate_claim(row: dict) -> dict:
         raise ModelInputError(f"claim {row['id']}: aggregate = {agg!r}; valid: "
                               f"{sorted(AGGREGATES)}.")
     cases = _cases(row)
-    values = [_metric(row, w, b) for w, b in cases]
+    values = [_metric(dict(row, **lengths), w, b) for w, b, lengths in cases]
     predicted = AGGREGATES[agg](values)
     published = float(row["published"])
     rel = predicted / published - 1.0
@@ -193,8 +213,8 @@ def evaluate_claim(row: dict) -> dict:
         "predicted": predicted, "rel_error": rel, "tolerance": tol,
         "passed": abs(rel) <= tol, "source": row["source"],
         "known_miss": row.get("known_miss", ""),
-        "cases": [{"workload": w, "batch": b, "value": v}
-                  for (w, b), v in zip(cases, values)] if len(cases) > 1 else None,
+        "cases": [{"workload": w, "batch": b, **lengths, "value": v}
+                  for (w, b, lengths), v in zip(cases, values)] if len(cases) > 1 else None,
     }
 
 

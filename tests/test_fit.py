@@ -102,3 +102,21 @@ def test_peak_metric_needs_a_peak():
            "known_miss": ""}
     with pytest.raises(pm.ModelInputError, match="peak_tflops.*t4-pytorch-eager"):
         evaluate_claim(row)
+
+
+def test_length_lists_are_zipped():
+    """prompt / generate lists are zipped (one case per position), crossed with the
+    batches; unequal lists are one clear error."""
+    from fit._claims import evaluate_claim
+
+    row = {"id": "z", "system": "a100-80gb", "baseline": "h100-sxm", "workload": "gpt2",
+           "phase": "request", "batch": "1|2", "prompt": "64|128", "context": "",
+           "generate": "32|16", "abits": "16", "options": "aggregate=max",
+           "metric": "speedup", "published": "1", "tolerance": "0.2", "source": "",
+           "known_miss": ""}
+    cases = evaluate_claim(row)["cases"]
+    assert [(c["batch"], c["prompt"], c["generate"]) for c in cases] == [
+        (1.0, "64", "32"), (1.0, "128", "16"), (2.0, "64", "32"), (2.0, "128", "16")]
+    assert len({round(c["value"], 9) for c in cases}) == 4
+    with pytest.raises(pm.ModelInputError, match="same length"):
+        evaluate_claim(dict(row, generate="32|16|8"))
