@@ -40,7 +40,6 @@ and the verify the rest for ``gamma + 1`` tokens. The draft's time goes to the r
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -50,7 +49,7 @@ from jaxtyping import Array, Float
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
-from perfmodel._smooth import smooth_ceil, smooth_max, smooth_relu
+from perfmodel._smooth import smooth_ceil, smooth_maximum, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 from perfmodel.hardware._xpu import MATMUL_KINDS, MemoryLevel, from_odds, to_odds
@@ -277,7 +276,7 @@ class Bonded3D(AbstractUnit):
             d_t, d_o, d_e = self._rows(d_ops, hit, spill, hard=hard, derate=derate)
             v_t, v_o, v_e = self._rows(v_ops, hit, spill, hard=hard, derate=derate)
             inv_tau = 1.0 / spec.expected_tokens(self.draft_length, self.acceptance)
-            d_max = functools.reduce(functools.partial(smooth_max, hard=hard), d_t)
+            d_max = smooth_maximum(d_t, hard=hard)
             terms = tuple(t * inv_tau for t in v_t)
             overhead = (g * (d_max + d_o) + v_o) * inv_tau
             energy = tuple((g * d + v) * inv_tau for d, v in zip(d_e, v_e))

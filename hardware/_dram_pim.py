@@ -66,7 +66,7 @@ from jaxtyping import Array, Float
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
-from perfmodel._smooth import smooth_ceil, smooth_max
+from perfmodel._smooth import smooth_ceil, smooth_max, smooth_maximum
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 
@@ -281,9 +281,8 @@ class DramPim(AbstractUnit):
             t_memory = t_stream + t_act if self.placement == "bank" else t_stream
             zero = jnp.zeros_like(t_compute)
             t_blocks.append(jnp.stack([t_compute, t_memory, t_act, zero, zero], axis=1))
-            if not hard:  # smooth_maximum over [t_compute, t_memory, t_act, 0, 0]
-                mx = smooth_max(smooth_max(t_compute, t_memory), t_act)
-                max_blocks.append(smooth_max(smooth_max(mx, 0.0), 0.0))
+            if not hard:  # the generic fold over the five columns, without the stack
+                max_blocks.append(smooth_maximum((t_compute, t_memory, t_act, 0.0, 0.0)))
 
             # external channel bus: input broadcast, partial-sum readout, KV append
             act_in, act_out, kv_write = (ops.act_in_bytes[pm], ops.act_out_bytes[pm],
@@ -321,10 +320,9 @@ class DramPim(AbstractUnit):
             zero = jnp.zeros_like(t_host_compute)
             t_blocks.append(jnp.stack([zero, zero, zero, t_host_compute, t_host_memory],
                                       axis=1))
-            if not hard:  # smooth_maximum over [0, 0, 0, t_host_compute, t_host_memory]
-                lead = smooth_max(smooth_max(jnp.zeros(()), 0.0), 0.0)
-                max_blocks.append(smooth_max(smooth_max(lead, t_host_compute),
-                                             t_host_memory))
+            if not hard:  # the generic fold over the five columns, without the stack
+                max_blocks.append(smooth_maximum((0.0, 0.0, 0.0, t_host_compute,
+                                                  t_host_memory)))
             over_blocks.append(ops.launches[hs] * self.launch_overhead)
             cross_bits = 8.0 * host_bytes
             e_cell = cross_bits * (self.cell_read_energy + self.cell_activate_energy)

@@ -56,7 +56,7 @@ from jaxtyping import Array, Float
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
-from perfmodel._smooth import smooth_ceil, smooth_max, smooth_relu
+from perfmodel._smooth import smooth_ceil, smooth_max, smooth_maximum, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced
 from perfmodel._units import dbm_to_watts
@@ -256,7 +256,7 @@ class OpticalAccelerator(AbstractUnit):
             t_memory = mem_bytes * inv_mem_bw
             t_blocks.append(jnp.stack([t_photonic, t_memory, t_program], axis=1))
             if not hard:  # the report's smooth max over the three columns, per block
-                max_blocks.append(smooth_max(smooth_max(t_photonic, t_memory), t_program))
+                max_blocks.append(smooth_maximum((t_photonic, t_memory, t_program)))
             e_laser = tiles * streamed * (self.laser_power(wl, hard=hard) * f_inv)
             e_symbol = self.modulator_energy + self.dac_fom * 2.0 ** self.dac_bits
             e_sample = self.receiver_energy + self.adc_fom * 2.0 ** self.adc_bits
@@ -276,7 +276,7 @@ class OpticalAccelerator(AbstractUnit):
             t_memory = mem_bytes * inv_mem_bw
             t_blocks.append(jnp.stack([t_electronic, t_memory, zero], axis=1))
             if not hard:
-                max_blocks.append(smooth_max(smooth_max(t_electronic, t_memory), 0.0))
+                max_blocks.append(smooth_maximum((t_electronic, t_memory, 0.0)))
             e_blocks.append(jnp.stack([zero, zero, zero, flops * self.electronic_energy,
                                        mem_bytes * e_mem_byte, zero], axis=1))
         cost = Cost(

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from perfmodel._ops import Ops
-from perfmodel._smooth import smooth_max, smooth_maximum
+from perfmodel._smooth import smooth_maximum
 
 #: Name of the per-op fixed cost (launch/sync) in `Report.components` order.
 OVERHEAD = "overhead"
@@ -159,10 +159,8 @@ class Cost(eqx.Module):
         energy_terms = jnp.stack(jnp.broadcast_arrays(*energy_columns), axis=1)
         max_time = None
         if not hard:
-            max_time = time_columns[0]
-            for column in time_columns[1:]:
-                max_time = smooth_max(max_time, column)
-            max_time = jnp.broadcast_to(max_time, time_terms.shape[:1])
+            max_time = jnp.broadcast_to(smooth_maximum(tuple(time_columns)),
+                                        time_terms.shape[:1])
         return cls(time_terms=time_terms, overhead=overhead, energy_terms=energy_terms,
                    static_power=static_power, area=area, components=tuple(components),
                    energy_components=tuple(energy_components), max_time=max_time)

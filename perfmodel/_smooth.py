@@ -15,6 +15,8 @@ Bounds (tested in tests/test_smooth.py):
   k >= 1, where it ramps linearly from ``k`` to ``k + 1``.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -42,7 +44,13 @@ def smooth_max(a, b, *, hard: bool = False, sharpness: float = RIDGE_SHARPNESS):
 
 def smooth_maximum(values, *, axis: int = 0, hard: bool = False,
                    sharpness: float = RIDGE_SHARPNESS):
-    """`smooth_max` folded over an axis of non-negative values (a small, static axis)."""
+    """`smooth_max` folded over an axis of non-negative values (a small, static axis),
+    or over a list / tuple of broadcastable arrays (e.g. per-component [rows] columns),
+    left to right; the sequence form never stacks, which is cheaper under vmap."""
+    if isinstance(values, (list, tuple)):
+        if hard:
+            return functools.reduce(jnp.maximum, values)
+        return functools.reduce(lambda a, b: smooth_max(a, b, sharpness=sharpness), values)
     values = jnp.moveaxis(values, axis, 0)
     if hard:
         return jnp.max(values, axis=0)

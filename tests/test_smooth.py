@@ -84,3 +84,11 @@ def test_cost_from_columns_max_time_is_the_fold():
                                pm.smooth_maximum(smooth.time_terms, axis=1), rtol=1e-7)
     assert hard.max_time is None
     np.testing.assert_array_equal(hard.component_max(hard=True), [3.0, 2.0, 3.0])
+
+
+def test_smooth_maximum_of_a_sequence_is_the_stacked_fold():
+    cols = [jnp.asarray([1.0, 2.0, 3.0]), jnp.asarray([3.0, 2.0, 0.5]), 0.0]
+    stacked = jnp.stack(jnp.broadcast_arrays(*cols))
+    for hard in (False, True):
+        np.testing.assert_allclose(pm.smooth_maximum(cols, hard=hard),
+                                   pm.smooth_maximum(stacked, hard=hard), rtol=1e-7)
