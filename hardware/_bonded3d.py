@@ -17,8 +17,13 @@ off-package tier (LPDDR/DDR) holds what does not fit. Per op row and instance (S
       x          = soft_min(smooth_relu(C_3d - resident) / (s_exp * W), 1)
       hit        = H(x E, s) / H(E, s),  H = generalized harmonic number (Zipf routing
                    with skew s, Euler-Maclaurin form: smooth in the cached count)
+      held       = min(cache_bits / weight_bits, 1): the share of a cached expert's
+                   bits kept in the stack (ELMoE-3D: its top 4-bit slice), so the cache
+                   covers x = room / (held s_exp W) of the experts; its other bits and
+                   the uncached experts live off-package only
       draft rows (``draft:`` prefix, self-speculation) read only cached experts (hit),
-      other expert rows read hit from the stack and (1 - hit) from the off-package tier;
+      min(held / f_draft, 1) of their bytes from the stack; other expert rows read
+      min(hit held, B_3d / (B_3d + B_off)) from the stack and the rest off-package;
       non-expert weights and KV spill f_sp = relu(1 - C_3d / resident) off-package.
     t_3d       = bytes_3d / B_3d,   t_off = bytes_off / (B_off * eta_off)
     t          = smooth_max(t_compute, t_3d, t_off) + launches * t_launch
@@ -32,7 +37,8 @@ Self-speculation as a serving mode of the design (``speculative = True``): a dec
 table is run as Elastic-SD (perfmodel.workloads._speculative): per row,
 ``t = (gamma * t_draft + t_verify) / tau``, ``tau = (1 - alpha^(gamma+1)) / (1 - alpha)``,
 the draft reading ``draft_fraction`` of the weight bit-planes (of cached experts only)
-and the verify the rest for ``gamma + 1`` tokens. The draft's time goes to the report's
+and the verify every bit-plane of the touched experts for ``gamma + 1`` tokens (the
+held top slice again from the stack, the rest off-package). The draft's time goes to the report's
 ``overhead`` column (it does not overlap the verify). ``smooth_*`` are exact with
 ``hard=True``. Constants, sources and limits: docs/families/bonded3d.md.
 """
@@ -49,7 +55,7 @@ from jaxtyping import Array, Float
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
-from perfmodel._smooth import smooth_ceil, smooth_maximum, smooth_relu
+from perfmodel._smooth import smooth_ceil, smooth_maximum, smooth_min, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 from perfmodel.hardware._xpu import MATMUL_KINDS, MemoryLevel, from_odds, to_odds
@@ -57,6 +63,9 @@ from perfmodel.workloads import _speculative as spec
 
 #: Kinds whose weights are MoE experts (served through the expert cache).
 EXPERT_KINDS = spec.EXPERT_KINDS
+#: Default ``moe.cache_bits``: at least any weight format's bits, so that a cached expert
+#: is held whole. Bits.
+WHOLE_EXPERT_BITS = 32.0
 #: Below this |u| the relative exponential expm1(u)/u uses its series (no 0/0).
 _EXPREL_SERIES = 1e-4
 #: Floor of the power-derating factor (keeps times finite when static power alone
@@ -66,6 +75,12 @@ _MIN_DERATE = 1e-3
 BENCH_CASE = dict(hardware="elmoe-3d", workload="llama-2-7b", phase="decode", batch=1.0,
                   context=1024.0)
 
+
+#: Ridge sharpness of the held-bits coverage ``min(held bits / needed bits, 1)``: a
+#: design that holds exactly the bits its draft reads (ELMoE-3D: the top 4-bit slice)
+#: sits on the ridge, where the coverage is 0.1 % below 1 (with the default 0.02 it
+#: would be 2 % below, and that 2 % of draft bytes would be read off-package). Chosen.
+COVER_SHARPNESS = 1e-3
 
 #: Exponent of the monotone smooth minimum `soft_min` (1 - 2^(-1/p) = 8.3% below the
 #: exact minimum where the arguments tie, < 0.1% at a 2:1 ratio). Chosen.
@@ -135,6 +150,7 @@ class Bonded3D(AbstractUnit):
     host_power: Float[Array, ""]            # W of the host owning the off-package tier
     power_density_limit: Float[Array, ""]   # W/m^2 of stack footprint
     routing_skew: Float[Array, ""]          # Zipf exponent of expert popularity
+    cache_bits: Float[Array, ""]            # bits of each cached expert weight in the stack
     launch_overhead: Float[Array, ""]       # s per op instance (dispatch, sync)
     acceptance_odds: Float[Array, ""]       # speculation: per-token acceptance, odds
     draft_odds: Float[Array, ""]            # speculation: draft bits / weight bits, odds
@@ -205,7 +221,8 @@ class Bonded3D(AbstractUnit):
 
     # ------------------------------------------------------------------ the model
     def _expert_split(self, ops: Ops, *, hard: bool):
-        """(hit rate of expert accesses, spill fraction of non-expert resident bytes)."""
+        """(hit rate of expert accesses, spill fraction of non-expert resident bytes,
+        share of a cached expert's weight bits held in the stack)."""
         experts = spec.router_width(ops)
         ex = np.array([k in EXPERT_KINDS for k in ops.kinds])
         body = np.array([k in spec.WEIGHT_KINDS for k in ops.kinds])
@@ -213,22 +230,28 @@ class Bonded3D(AbstractUnit):
             # expert share of the (body) weight bytes, from the rows: an expert row's
             # weights for all E experts are weight_bytes * E / groups.
             full = ops.weight_bytes * ops.count * jnp.where(ex, experts / ops.groups, 1.0)
-            share = jnp.sum(jnp.where(ex, full, 0.0)) / jnp.sum(jnp.where(body, full, 0.0))
+            ex_full = jnp.where(ex, full, 0.0)
+            share = jnp.sum(ex_full) / jnp.sum(jnp.where(body, full, 0.0))
+            bits = jnp.sum(ex_full * ops.weight_bits) / jnp.sum(ex_full)
+            held = smooth_min(self.cache_bits / bits, 1.0, hard=hard,
+                              sharpness=COVER_SHARPNESS)
         else:
-            share = jnp.asarray(0.0)
+            share, held = jnp.asarray(0.0), jnp.asarray(1.0)
         expert_bytes = share * ops.weight_footprint
         resident = ops.weight_footprint - expert_bytes + ops.kv_footprint + 1.0
         spill = smooth_relu(1.0 - self.dram_capacity / resident, 1.0, hard=hard)
         if experts is None:
-            return jnp.asarray(1.0), spill
+            return jnp.asarray(1.0), spill, held
         room = smooth_relu(self.dram_capacity - resident, self.dram_capacity, hard=hard)
-        frac = soft_min(room / (expert_bytes + 1.0) + 1e-12, 1.0, hard=hard)
+        frac = soft_min(room / (held * expert_bytes + 1.0) + 1e-12, 1.0, hard=hard)
         hit = zipf_hit_rate(frac * experts, experts, self.routing_skew)
-        return jnp.minimum(hit, 1.0), spill
+        return jnp.minimum(hit, 1.0), spill, held
 
-    def _rows(self, ops: Ops, hit, spill, *, hard: bool, derate):
+    def _rows(self, ops: Ops, hit, spill, held, *, hard: bool, derate):
         """Per-row time columns (3 x [rows]), overhead [rows], energy columns (3 x
-        [rows]); columns, not stacks, so that `Cost.from_columns` can skip the stack."""
+        [rows]); columns, not stacks, so that `Cost.from_columns` can skip the stack.
+        ``held``: share of these rows' expert weight bytes that a cached expert keeps in
+        the stack (the rest of its bits live off-package only)."""
         mm = np.array([k in MATMUL_KINDS for k in ops.kinds])
         ex = np.array([k in EXPERT_KINDS for k in ops.kinds])
         draft = np.array([n.startswith(spec.DRAFT_PREFIX) for n in ops.names])
@@ -236,7 +259,8 @@ class Bonded3D(AbstractUnit):
         macs = 0.5 * ops.flops * slices
         rate = self.mac_units * self.clock * from_odds(self.compute_odds) * derate
         t_compute = macs / rate
-        # expert weights: hits from the stack; misses off-package (draft: skipped)
+        # expert weights: hits from the stack (the held bits; the others off-package);
+        # misses off-package (draft: skipped)
         w = ops.weight_bytes
         kv = ops.kv_read_bytes + ops.kv_write_bytes
         act = ops.act_in_bytes + ops.act_out_bytes
@@ -245,9 +269,11 @@ class Bonded3D(AbstractUnit):
         # cached experts also live in main memory: reads of them are split so that both
         # tiers finish together (share bw_3d / (bw_3d + bw_off)) when the cache is big
         # enough, so a bigger cache is never slower.
-        verify_hit = soft_min(hit, bw_3d / (bw_3d + bw_off), hard=hard)
-        w_stack = jnp.where(ex, w * jnp.where(draft, hit, verify_hit), w * (1.0 - spill))
-        w_off = jnp.where(ex, jnp.where(draft, 0.0, w * (1.0 - verify_hit)), w * spill)
+        verify_hit = soft_min(hit * held, bw_3d / (bw_3d + bw_off), hard=hard)
+        w_stack = jnp.where(ex, w * jnp.where(draft, hit * held, verify_hit),
+                            w * (1.0 - spill))
+        w_off = jnp.where(ex, w * jnp.where(draft, hit * (1.0 - held), 1.0 - verify_hit),
+                          w * spill)
         bytes_3d = w_stack + kv * (1.0 - spill) + act
         bytes_off = w_off + kv * spill
         t_3d = bytes_3d / bw_3d
@@ -265,23 +291,28 @@ class Bonded3D(AbstractUnit):
             raise ModelInputError("the bonded-3d target has no mapping choices; pass "
                                   "mapping=None.")
         derate = self.derate(hard=hard)
-        hit, spill = self._expert_split(ops, hard=hard)
+        hit, spill, held = self._expert_split(ops, hard=hard)
         names = ("compute", "stack_dram", "offchip")
         if self.speculative and ops.phase == "decode":
             g = float(self.draft_length)
             f = self.draft_fraction
             d_ops = dataclasses.replace(spec.draft_ops(ops, f), names=tuple(
                 spec.DRAFT_PREFIX + n for n in ops.names))
-            v_ops = spec.verify_ops(ops, self.draft_length, 1.0 - f)
-            d_t, d_o, d_e = self._rows(d_ops, hit, spill, hard=hard, derate=derate)
-            v_t, v_o, v_e = self._rows(v_ops, hit, spill, hard=hard, derate=derate)
+            # the verify reads every bit of the touched experts again: the held top
+            # slice from the stack, the rest (and uncached experts) off-package
+            v_ops = spec.verify_ops(ops, self.draft_length, 1.0)
+            # the draft reads the top f of the weight bits: held / f of them in the stack
+            d_held = smooth_min(held / f, 1.0, hard=hard, sharpness=COVER_SHARPNESS)
+            d_t, d_o, d_e = self._rows(d_ops, hit, spill, d_held, hard=hard, derate=derate)
+            v_t, v_o, v_e = self._rows(v_ops, hit, spill, held, hard=hard, derate=derate)
             inv_tau = 1.0 / spec.expected_tokens(self.draft_length, self.acceptance)
             d_max = smooth_maximum(d_t, hard=hard)
             terms = tuple(t * inv_tau for t in v_t)
             overhead = (g * (d_max + d_o) + v_o) * inv_tau
             energy = tuple((g * d + v) * inv_tau for d, v in zip(d_e, v_e))
         else:
-            terms, overhead, energy = self._rows(ops, hit, spill, hard=hard, derate=derate)
+            terms, overhead, energy = self._rows(ops, hit, spill, held, hard=hard,
+                                                 derate=derate)
         return Cost.from_columns(
             terms, overhead=overhead, energy_columns=energy,
             static_power=self.static_power + self.host_power, area=self.area(),
@@ -336,6 +367,7 @@ def from_spec(data: dict, label: str) -> Bonded3D:
         host_power=n("power", "host", unit="_W"),
         power_density_limit=n("power", "density_limit", unit="_W_per_cm2"),
         routing_skew=n("moe", "routing_skew"),
+        cache_bits=n("moe", "cache_bits", default=WHOLE_EXPERT_BITS),
         launch_overhead=n("compute", "launch_overhead", unit="_us"),
         acceptance_odds=jnp.asarray(to_odds(acceptance)),
         draft_odds=jnp.asarray(to_odds(draft_fraction)),

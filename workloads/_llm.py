@@ -425,13 +425,20 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
     else:
         d = need("hidden_size")
         heads = need("num_attention_heads")
+        # Mixtral spells the expert count num_local_experts; Qwen-MoE spells it
+        # num_experts and gives the expert width as moe_intermediate_size.
+        experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
+        ffn = need("intermediate_size")
+        if experts > 1 and cfg.get("moe_intermediate_size"):
+            _check_all_layers_moe(cfg, name)
+            ffn = cfg["moe_intermediate_size"]
         kw = dict(hidden=d, layers=need("num_hidden_layers"), heads=heads,
                   kv_heads=cfg.get("num_key_value_heads") or heads,
-                  head_dim=cfg.get("head_dim") or d // heads, ffn=need("intermediate_size"),
+                  head_dim=cfg.get("head_dim") or d // heads, ffn=ffn,
                   vocab=need("vocab_size"), gated_ffn=True,
                   tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
                   bias=bool(cfg.get("attention_bias", False)),
-                  experts=cfg.get("num_local_experts") or 1,
+                  experts=experts,
                   experts_per_token=cfg.get("num_experts_per_tok") or 1,
                   sliding_window=int(cfg.get("sliding_window") or 0))
     if str(cfg.get("quantization", "")).startswith("ternary"):
@@ -439,6 +446,23 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
     if "BitnetForCausalLM" in cfg.get("architectures", ()):
         kw["sub_norms"] = True
     return LLM(name=name, **kw, **meta)
+
+
+def _check_all_layers_moe(cfg: dict, name: str) -> None:
+    """Qwen-MoE configs may keep some layers dense or add a shared expert; the op table
+    has one MoE block per layer and no shared expert, so such configs are refused."""
+    step = cfg.get("decoder_sparse_step", 1)
+    if step != 1:
+        raise ModelInputError(f"{name}: decoder_sparse_step = {step!r} is not supported; "
+                              "only 1 (every layer MoE) is.")
+    if cfg.get("mlp_only_layers"):
+        raise ModelInputError(f"{name}: mlp_only_layers = {cfg['mlp_only_layers']!r} is not "
+                              "supported; only an empty list (every layer MoE) is.")
+    if cfg.get("shared_expert_intermediate_size"):
+        raise ModelInputError(
+            f"{name}: shared_expert_intermediate_size = "
+            f"{cfg['shared_expert_intermediate_size']!r} is not supported; only MoE layers "
+            "without a shared expert (0 or absent) are.")
 
 
 def load_config(path, name: str | None = None) -> LLM:
