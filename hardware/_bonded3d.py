@@ -22,7 +22,7 @@ off-package tier (LPDDR/DDR) holds what does not fit. Per op row and instance (S
                    covers x = room / (held s_exp W) of the experts; its other bits and
                    the uncached experts live off-package only
       draft rows (``draft:`` prefix, self-speculation) read only cached experts (hit),
-      min(held / f_draft, 1) of their bytes from the stack; other expert rows read
+      exactly their held bits, from the stack; other expert rows read
       min(hit held, B_3d / (B_3d + B_off)) from the stack and the rest off-package;
       non-expert weights and KV spill f_sp = relu(1 - C_3d / resident) off-package.
     t_3d       = bytes_3d / B_3d,   t_off = bytes_off / (B_off * eta_off)
@@ -36,11 +36,12 @@ off-package tier (LPDDR/DDR) holds what does not fit. Per op row and instance (S
 Self-speculation as a serving mode of the design (``speculative = True``): a decode
 table is run as Elastic-SD (perfmodel.workloads._speculative): per row,
 ``t = (gamma * t_draft + t_verify) / tau``, ``tau = (1 - alpha^(gamma+1)) / (1 - alpha)``,
-the draft reading ``draft_fraction`` of the weight bit-planes (of cached experts only)
-and the verify every bit-plane of the touched experts for ``gamma + 1`` tokens (the
-held top slice again from the stack, the rest off-package). The draft's time goes to the report's
-``overhead`` column (it does not overlap the verify). ``smooth_*`` are exact with
-``hard=True``. Constants, sources and limits: docs/families/bonded3d.md.
+the draft reading the held slice of cached experts (only those) and ``draft_fraction``
+of the other weight rows' bit-planes, and the verify every bit-plane of the touched
+experts for ``gamma + 1`` tokens (the held slice again from the stack, the rest
+off-package). The draft's time goes to the report's ``overhead`` column (it does not
+overlap the verify). ``smooth_*`` are exact with ``hard=True``. Constants, sources and
+limits: docs/families/bonded3d.md.
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ BENCH_CASE = dict(hardware="elmoe-3d", workload="llama-2-7b", phase="decode", ba
                   context=1024.0)
 
 
-#: Ridge sharpness of the held-bits coverage ``min(held bits / needed bits, 1)``: a
-#: design that holds exactly the bits its draft reads (ELMoE-3D: the top 4-bit slice)
-#: sits on the ridge, where the coverage is 0.1 % below 1 (with the default 0.02 it
-#: would be 2 % below, and that 2 % of draft bytes would be read off-package). Chosen.
+#: Ridge sharpness of the held share ``min(cache_bits / weight_bits, 1)``: a cache that
+#: holds whole experts of exactly its width sits on the ridge, where the share is 0.1 %
+#: below 1 (with the default 0.02 it would be 2 % below, and that 2 % of every hit would
+#: be read off-package). Chosen.
 COVER_SHARPNESS = 1e-3
 
 #: Exponent of the monotone smooth minimum `soft_min` (1 - 2^(-1/p) = 8.3% below the
@@ -296,14 +297,16 @@ class Bonded3D(AbstractUnit):
         if self.speculative and ops.phase == "decode":
             g = float(self.draft_length)
             f = self.draft_fraction
-            d_ops = dataclasses.replace(spec.draft_ops(ops, f), names=tuple(
-                spec.DRAFT_PREFIX + n for n in ops.names))
+            # Elastic-SD: an expert row's draft is the slice the stack holds of it (the
+            # cache is the draft); other weight rows read the top f of their bits
+            ex = np.array([k in EXPERT_KINDS for k in ops.kinds])
+            d_ops = dataclasses.replace(
+                spec.draft_ops(ops, jnp.where(ex, held, f)),
+                names=tuple(spec.DRAFT_PREFIX + n for n in ops.names))
             # the verify reads every bit of the touched experts again: the held top
             # slice from the stack, the rest (and uncached experts) off-package
             v_ops = spec.verify_ops(ops, self.draft_length, 1.0)
-            # the draft reads the top f of the weight bits: held / f of them in the stack
-            d_held = smooth_min(held / f, 1.0, hard=hard, sharpness=COVER_SHARPNESS)
-            d_t, d_o, d_e = self._rows(d_ops, hit, spill, d_held, hard=hard, derate=derate)
+            d_t, d_o, d_e = self._rows(d_ops, hit, spill, 1.0, hard=hard, derate=derate)
             v_t, v_o, v_e = self._rows(v_ops, hit, spill, held, hard=hard, derate=derate)
             inv_tau = 1.0 / spec.expected_tokens(self.draft_length, self.acceptance)
             d_max = smooth_maximum(d_t, hard=hard)

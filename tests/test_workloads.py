@@ -93,6 +93,32 @@ def test_qwen3_moe_config():
             pm.workloads.from_hf_config({**cfg, key: value}, "q")
 
 
+def test_gpt_oss_config():
+    """GPT-OSS-20B: exact published total (router and sink parameters included), the
+    model card's 3.6B active parameters without the input embedding, every other layer
+    windowed to 128 tokens, and MXFP4 experts (4.25 bits) whatever wbits is."""
+    w = wl("gpt-oss-20b")
+    assert w.parameter_count() == w.published["parameters"]
+    active = w.parameter_count(active=True) - w.vocab * w.hidden
+    assert active == pytest.approx(w.published["active_parameters"], rel=0.01)
+    assert (w.sliding_window, w.sliding_layers, w.expert_bits) == (128, 12, 4.25)
+    ops = w.decode(1.0, 1023.0, wbits=8.0)
+    rows = dict(zip(ops.names, range(len(ops.names))))
+    assert float(ops.weight_bits[rows["moe_up"]]) == 4.25
+    assert float(ops.weight_bits[rows["qkv_proj"]]) == 8.0
+    # half the layers attend to 1024 tokens, half to the 128-token window
+    assert float(w.attended(1024.0)) == pytest.approx((1024 + 128) / 2)
+    kv = float(ops.kv_footprint)
+    assert kv == pytest.approx((1024 + 128) / 2 * w.kv_bytes_per_token(16), rel=1e-6)
+    # weight footprint: experts at 4.25 bits, embeddings at EMBED_BITS, the rest at 8
+    experts = w.layers * w.experts * w._expert_params()
+    emb = 2 * w.vocab * w.hidden
+    assert float(ops.weight_footprint) == pytest.approx(
+        (experts * 4.25 + (w.parameter_count() - experts - emb) * 8 + emb * EMBED_BITS) / 8)
+    with pytest.raises(pm.ModelInputError, match="sliding_layers"):
+        dataclasses.replace(w, sliding_layers=25)
+
+
 # --------------------------------------------------------------------------- 2. KV bytes
 def test_kv_bytes_published():
     w = wl("llama-2-7b")

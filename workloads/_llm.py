@@ -50,6 +50,9 @@ EMBED_BITS = 16.0
 SOFTMAX_FLOPS = 5.0
 NORM_FLOPS = 5.0
 ACT_FLOPS = 8.0
+#: Bits per weight of MXFP4 (OCP Microscaling: 4-bit E2M1 elements with one 8-bit E8M0
+#: scale per block of 32), the native format of GPT-OSS expert weights.
+MXFP4_BITS = 4.0 + 8.0 / 32.0
 #: Query rows per FlashAttention block (Dao 2023, FlashAttention-2, block 128); K and V
 #: are re-read once per block of queries.
 FLASH_BLOCK_Q = 128.0
@@ -102,6 +105,11 @@ class LLM:
     norm: str = "rmsnorm"       # or "layernorm" (weight + bias)
     sub_norms: bool = False     # BitNet: extra RMSNorms before o_proj and down_proj
     sliding_window: int = 0     # Mistral: attend to at most this many past tokens (0 = all)
+    sliding_layers: int = 0     # layers that use the window (0 = all; GPT-OSS: every other)
+    expert_bits: float = 0.0    # native bits of expert weights, kept whatever wbits is
+                                # (GPT-OSS: MXFP4); 0 = experts follow wbits
+    router_bias: bool = False   # GPT-OSS: the router has a bias
+    attention_sinks: bool = False  # GPT-OSS: one learned sink logit per head and layer
     default_wbits: float = 16.0
     title: str = ""
     bibtex: str = ""
@@ -117,6 +125,9 @@ class LLM:
             raise ModelInputError(
                 f"{self.name}: num_attention_heads ({self.heads}) must be a multiple of "
                 f"num_key_value_heads ({self.kv_heads}); valid kv heads divide {self.heads}.")
+        if not 0 <= self.sliding_layers <= self.layers:
+            raise ModelInputError(f"{self.name}: sliding_layers = {self.sliding_layers!r} must "
+                                  f"be in [0, num_hidden_layers = {self.layers}].")
         if self.experts_per_token > self.experts:
             raise ModelInputError(
                 f"{self.name}: num_experts_per_tok ({self.experts_per_token}) must be in "
@@ -154,7 +165,9 @@ class LLM:
         if self.sub_norms:
             layer += self.hidden + self.ffn
         if self.is_moe:
-            layer += self.hidden * self.experts  # router
+            layer += (self.hidden + self.router_bias) * self.experts  # router
+        if self.attention_sinks:
+            layer += self.heads
         embed = self.vocab * self.hidden + self.positions * self.hidden
         head = 0 if self.tie_embeddings else self.vocab * self.hidden
         return self.layers * layer + embed + head + self._norm_params()
@@ -164,11 +177,22 @@ class LLM:
         return 2 * self.layers * self.kv_heads * self.head_dim * kvbits / 8
 
     def weight_bytes(self, wbits):
-        """Bytes of all weights: embeddings and LM head at EMBED_BITS, the rest at wbits."""
+        """Bytes of all weights: embeddings and LM head at EMBED_BITS, experts at their
+        native `expert_bits` when the model has one, the rest at wbits."""
         embed = self.vocab * self.hidden + self.positions * self.hidden
         head = 0 if self.tie_embeddings else self.vocab * self.hidden
         body = self.parameter_count() - embed - head
-        return body * wbits / 8 + (embed + head) * EMBED_BITS / 8
+        experts = self.layers * self.experts * self._expert_params() if self.expert_bits else 0
+        return ((body - experts) * wbits + experts * self.expert_bits
+                + (embed + head) * EMBED_BITS) / 8
+
+    def attended(self, L):
+        """Mean over layers of the attended length: sliding-window layers see at most the
+        window, the others all ``L`` (attention traffic and FLOPs are linear in it)."""
+        if not self.sliding_window:
+            return L
+        share = self.sliding_layers / self.layers if self.sliding_layers else 1.0
+        return L - share * jnp.maximum(L - float(self.sliding_window), 0.0)
 
     # ------------------------------------------------------------------ rows
     def _layer_rows(self, *, B, q, L, wbits, abits, kvbits, attention, tp, causal_half):
@@ -200,8 +224,7 @@ class LLM:
              kv_write_bytes=T * 2 * g * hd * kb)
         # attended length per query: causal prefill attends to half on average when the
         # implementation skips masked blocks (fused), all of it when it materializes.
-        if self.sliding_window:
-            L = jnp.minimum(L, float(self.sliding_window))  # the cache holds only the window
+        L = self.attended(L)  # window layers' caches hold only the window
         kv_bytes = B * g * L * hd * kb
         if attention == "standard":
             scores = B * h * q * L
@@ -233,16 +256,19 @@ class LLM:
             E, k = self.experts, self.experts_per_token
             touched = E * (1 - (1 - k / E) ** T)
             per_expert = T * k / touched
+            ebits = self.expert_bits or wbits
+            eb = ebits / 8
+            ex = dict(stationary_bits=ebits, bits=jnp.maximum(ebits, abits))
             gemm("moe_router", "moe_router", T, E, d, weight_bytes=E * d * wb,
                  act_in_bytes=T * d * ab, act_out_bytes=T * E * ab)
             gemm("moe_up", "moe_up", per_expert, up_n, d, groups=touched,
-                 weight_bytes=touched * up_n * d * wb, act_in_bytes=T * k * d * ab,
-                 act_out_bytes=T * k * up_n * ab)
+                 weight_bytes=touched * up_n * d * eb, act_in_bytes=T * k * d * ab,
+                 act_out_bytes=T * k * up_n * ab, **ex)
             elementwise("moe_act", "moe_act", T * k * f, ACT_FLOPS,
                         T * k * up_n * ab, T * k * f * ab)
             gemm("moe_down", "moe_down", per_expert, d, f, groups=touched,
-                 weight_bytes=touched * f * d * wb, act_in_bytes=T * k * f * ab,
-                 act_out_bytes=T * k * d * ab)
+                 weight_bytes=touched * f * d * eb, act_in_bytes=T * k * f * ab,
+                 act_out_bytes=T * k * d * ab, **ex)
         else:
             gemm("ffn_up", "ffn_up", T, up_n, d, weight_bytes=up_n * d * wb,
                  act_in_bytes=T * d * ab, act_out_bytes=T * up_n * ab)
@@ -289,8 +315,7 @@ class LLM:
                 _positive(k, v)
 
     def _footprints(self, B, L, wbits, kvbits, tp):
-        if self.sliding_window:
-            L = jnp.minimum(L, float(self.sliding_window))
+        L = self.attended(L)
         return self.weight_bytes(wbits) / tp, B * L * self.kv_bytes_per_token(kvbits) / tp
 
     @staticmethod
@@ -394,7 +419,7 @@ class LLM:
 # ---------------------------------------------------------------------- configs
 def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
     """An `LLM` from a Hugging Face ``config.json`` dict (GPT-2, OPT, Llama, Mistral,
-    Mixtral, Qwen-style and BitNet-style fields)."""
+    Mixtral, Qwen(-MoE), GPT-OSS and BitNet-style fields)."""
     mt = cfg.get("model_type", "llama")
 
     def need(*keys):
@@ -441,6 +466,17 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
                   experts=experts,
                   experts_per_token=cfg.get("num_experts_per_tok") or 1,
                   sliding_window=int(cfg.get("sliding_window") or 0))
+        types = cfg.get("layer_types")
+        if kw["sliding_window"] and types:
+            # per-layer attention (GPT-OSS alternates sliding and full layers)
+            kw["sliding_layers"] = sum(t == "sliding_attention" for t in types)
+            if kw["sliding_layers"] == 0:
+                kw["sliding_window"] = 0
+        if mt == "gpt_oss":
+            kw.update(router_bias=True, attention_sinks=True)
+        quant = cfg.get("quantization_config") or {}
+        if quant.get("quant_method") == "mxfp4" and experts > 1:
+            kw["expert_bits"] = MXFP4_BITS  # experts stored in MXFP4, the rest unconverted
     if str(cfg.get("quantization", "")).startswith("ternary"):
         kw["default_wbits"] = 1.58
     if "BitnetForCausalLM" in cfg.get("architectures", ()):
