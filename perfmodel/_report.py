@@ -60,6 +60,12 @@ class Report(eqx.Module):
         return self.energy / self.tokens
 
     @property
+    def dynamic_energy_per_token(self):
+        """Joules per token without the static energy (what simulators that sum
+        per-access and per-operation energies report, e.g. AttAcc's)."""
+        return (self.energy - self.static_energy) / self.tokens
+
+    @property
     def edp(self):
         """Energy-delay product, J s."""
         return self.energy * self.latency

@@ -228,3 +228,18 @@ def test_sweep_equals_vmap(n, chunk):
         b = np.asarray(b)  # float32: a different fusion may round differently
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4,
                                    atol=1e-6 * float(np.max(np.abs(b))))
+
+
+def test_dynamic_energy_leaves_static_out():
+    """`dynamic_energy_per_token` is the energy without static power x latency: it does
+    not move when static power does (the claim metric dynamic_energy_efficiency_gain)."""
+    hw = pm.hardware.preset("a100-80gb")
+    ops = pm.workloads.preset("llama-2-7b").decode(8.0, 1024.0)
+    rep = pm.evaluate(hw, ops)
+    assert float(rep.dynamic_energy_per_token * rep.tokens + rep.static_energy) == \
+        pytest.approx(float(rep.energy), rel=1e-6)
+    hot = eqx.tree_at(lambda h: h.static_power, hw, hw.static_power * 3.0)
+    rep3 = pm.evaluate(hot, ops)
+    assert float(rep3.energy_per_token) > float(rep.energy_per_token)
+    assert float(rep3.dynamic_energy_per_token) == pytest.approx(
+        float(rep.dynamic_energy_per_token), rel=1e-6)
