@@ -3,8 +3,9 @@
 A claim names a system (a hardware preset), optionally a baseline preset, a workload
 phase and a metric. Ratio metrics (``speedup``, ``energy_efficiency_gain``, ...) evaluate
 both systems on the same ops; ``dynamic_energy_efficiency_gain`` leaves static energy out,
-for papers whose energy model sums per-access and per-operation energies only. Each claim carries the tolerance its test asserts, the
-source of the published number and, when the model is known not to reproduce it, a
+for papers whose energy model sums per-access and per-operation energies only. Each
+claim carries the tolerance its test asserts, the source of the published number and,
+when the model is known not to reproduce it, a
 ``known_miss`` reason with the measured error (the test then expects the miss).
 
 Columns: id, system, baseline, workload, phase, batch, prompt, context, generate, wbits,
