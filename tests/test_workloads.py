@@ -119,6 +119,37 @@ def test_gpt_oss_config():
         dataclasses.replace(w, sliding_layers=25)
 
 
+def test_deepseek_v2_lite_mla():
+    """DeepSeek-V2-Lite: exact published total; 2.4B activated without the input
+    embedding (2.45B computed); MLA caches 512 + 64 values per token and layer; layer 0
+    dense, 26 MoE layers with 2 shared experts; absorbed attention FLOPs and reads."""
+    w = wl("deepseek-v2-lite")
+    assert w.parameter_count() == w.published["parameters"]
+    active = w.parameter_count(active=True) - w.vocab * w.hidden
+    assert active == pytest.approx(w.published["active_parameters"], rel=0.025)
+    assert w.kv_bytes_per_token(16) == 27 * 576 * 2
+    B, ctx = 4.0, 1023.0
+    ops = w.decode(B, ctx, wbits=8.0)
+    rows = dict(zip(ops.names, range(len(ops.names))))
+    count = lambda n: float(ops.count[rows[n]])  # noqa: E731
+    assert (count("dense_ffn_up"), count("moe_up"), count("shared_ffn_up")) == (1, 26, 26)
+    att = rows["attn_fused"]
+    L = ctx + 1.0
+    assert float(ops.flops[att]) == pytest.approx(
+        2 * B * 16 * L * (576 + 512) + 5 * B * 16 * L)
+    assert float(ops.kv_read_bytes[att]) == pytest.approx(B * L * 576 * 2)
+    # the MLA weights: q_proj + kv_a in qkv_proj, kv_b split over the two absorb rows
+    mla = sum(float(ops.weight_bytes[rows[n]]) for n in
+              ("qkv_proj", "q_absorb", "v_absorb", "out_proj"))
+    assert mla == pytest.approx(w._mla_params() - 512, rel=1e-6)  # less kv_a's norm
+    with pytest.raises(pm.ModelInputError, match="tensor_parallel"):
+        w.decode(8.0, 512.0, tensor_parallel=2)
+    cfg = json.loads((pathlib.Path(pm.workloads.__file__).parent / "presets" /
+                      "deepseek-v2-lite.json").read_text())["config"]
+    with pytest.raises(pm.ModelInputError, match="moe_layer_freq"):
+        pm.workloads.from_hf_config({**cfg, "moe_layer_freq": 2}, "d")
+
+
 # --------------------------------------------------------------------------- 2. KV bytes
 def test_kv_bytes_published():
     w = wl("llama-2-7b")

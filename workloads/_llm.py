@@ -110,6 +110,16 @@ class LLM:
                                 # (GPT-OSS: MXFP4); 0 = experts follow wbits
     router_bias: bool = False   # GPT-OSS: the router has a bias
     attention_sinks: bool = False  # GPT-OSS: one learned sink logit per head and layer
+    # DeepSeek-V2 multi-head latent attention (MLA; kv_lora_rank 0 = standard attention):
+    # head_dim is then the no-rope query/key part, and the KV cache holds one latent
+    # vector of kv_lora_rank + qk_rope_dim per token and layer
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0        # low-rank query projection (0 = a full q_proj)
+    qk_rope_dim: int = 0        # decoupled rotary key/query dims
+    v_head_dim: int = 0         # value head dim (MLA)
+    shared_ffn: int = 0         # total width of the always-active shared experts
+    dense_layers: int = 0       # leading layers with a dense FFN of width dense_ffn
+    dense_ffn: int = 0
     default_wbits: float = 16.0
     title: str = ""
     bibtex: str = ""
@@ -128,6 +138,14 @@ class LLM:
         if not 0 <= self.sliding_layers <= self.layers:
             raise ModelInputError(f"{self.name}: sliding_layers = {self.sliding_layers!r} must "
                                   f"be in [0, num_hidden_layers = {self.layers}].")
+        if not 0 <= self.dense_layers < self.layers or (self.dense_layers
+                                                         and self.dense_ffn < 1):
+            raise ModelInputError(
+                f"{self.name}: first_k_dense_replace = {self.dense_layers!r} must be in "
+                f"[0, num_hidden_layers = {self.layers}) with intermediate_size >= 1.")
+        if self.kv_lora_rank and (self.v_head_dim < 1 or self.qk_rope_dim < 0):
+            raise ModelInputError(f"{self.name}: an MLA model (kv_lora_rank > 0) needs "
+                                  "v_head_dim >= 1 and qk_rope_head_dim >= 0.")
         if self.experts_per_token > self.experts:
             raise ModelInputError(
                 f"{self.name}: num_experts_per_tok ({self.experts_per_token}) must be in "
@@ -142,7 +160,26 @@ class LLM:
     def ffn_matrices(self) -> int:
         return 3 if self.gated_ffn else 2
 
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        return self.layers - self.dense_layers if self.is_moe else 0
+
+    def _mla_params(self):
+        d, h, hd, rope, lat = (self.hidden, self.heads, self.head_dim, self.qk_rope_dim,
+                               self.kv_lora_rank)
+        qd = h * (hd + rope)
+        q = d * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * qd \
+            if self.q_lora_rank else d * qd  # (q_a, its norm, q_b) or q_proj
+        kv = d * (lat + rope) + lat + lat * h * (hd + self.v_head_dim)  # kv_a, norm, kv_b
+        return q + kv + h * self.v_head_dim * d
+
     def _attn_params(self):
+        if self.is_mla:
+            return self._mla_params()
         q = self.hidden * self.heads * self.head_dim
         kv = 2 * self.hidden * self.kv_heads * self.head_dim
         o = self.heads * self.head_dim * self.hidden
@@ -161,19 +198,25 @@ class LLM:
     def parameter_count(self, *, active: bool = False) -> int:
         """Total parameters (or those active per token for MoE)."""
         e = self.experts_per_token if active else self.experts
-        layer = self._attn_params() + e * self._expert_params() + 2 * self._norm_params()
+        layer = self._attn_params() + 2 * self._norm_params()
         if self.sub_norms:
             layer += self.hidden + self.ffn
-        if self.is_moe:
-            layer += (self.hidden + self.router_bias) * self.experts  # router
         if self.attention_sinks:
             layer += self.heads
+        ffn = e * self._expert_params() + self.ffn_matrices * self.hidden * self.shared_ffn
+        if self.is_moe:
+            ffn += (self.hidden + self.router_bias) * self.experts  # router
+        dense = self.ffn_matrices * self.hidden * self.dense_ffn
         embed = self.vocab * self.hidden + self.positions * self.hidden
         head = 0 if self.tie_embeddings else self.vocab * self.hidden
-        return self.layers * layer + embed + head + self._norm_params()
+        return (self.layers * layer + (self.layers - self.dense_layers) * ffn
+                + self.dense_layers * dense + embed + head + self._norm_params())
 
     def kv_bytes_per_token(self, kvbits: float = 16.0) -> float:
-        """KV-cache bytes per token (all layers)."""
+        """KV-cache bytes per token (all layers): K and V per KV head, or MLA's one
+        latent vector (kv_lora_rank + qk_rope_dim)."""
+        if self.is_mla:
+            return self.layers * (self.kv_lora_rank + self.qk_rope_dim) * kvbits / 8
         return 2 * self.layers * self.kv_heads * self.head_dim * kvbits / 8
 
     def weight_bytes(self, wbits):
@@ -182,7 +225,8 @@ class LLM:
         embed = self.vocab * self.hidden + self.positions * self.hidden
         head = 0 if self.tie_embeddings else self.vocab * self.hidden
         body = self.parameter_count() - embed - head
-        experts = self.layers * self.experts * self._expert_params() if self.expert_bits else 0
+        experts = (self.moe_layers * self.experts * self._expert_params()
+                   if self.expert_bits else 0)
         return ((body - experts) * wbits + experts * self.expert_bits
                 + (embed + head) * EMBED_BITS) / 8
 
@@ -218,40 +262,49 @@ class LLM:
                              act_in_bytes=bytes_in, act_out_bytes=bytes_out,
                              compute_bits=abits, **kw))
 
-        qkv_n = (h + 2 * g) * hd
-        gemm("qkv_proj", "qkv_proj", T, qkv_n, d, weight_bytes=qkv_n * d * wb,
-             act_in_bytes=T * d * ab, act_out_bytes=T * h * hd * ab,
-             kv_write_bytes=T * 2 * g * hd * kb)
-        # attended length per query: causal prefill attends to half on average when the
-        # implementation skips masked blocks (fused), all of it when it materializes.
-        L = self.attended(L)  # window layers' caches hold only the window
-        kv_bytes = B * g * L * hd * kb
-        if attention == "standard":
-            scores = B * h * q * L
-            gemm("attn_score", "attn_score", r * q, L, hd, groups=B * g, bits=at_bits,
-                 stationary_bits=kvbits,
-                 act_in_bytes=T * h * hd * ab, act_out_bytes=scores * ab, kv_read_bytes=kv_bytes)
-            elementwise("attn_softmax", "attn_softmax", scores, SOFTMAX_FLOPS,
-                        scores * ab, scores * ab)
-            gemm("attn_value", "attn_value", r * q, hd, L, groups=B * g, bits=at_bits,
-                 stationary_bits=kvbits,
-                 act_in_bytes=scores * ab, act_out_bytes=T * h * hd * ab, kv_read_bytes=kv_bytes)
+        if self.is_mla:
+            self._mla_rows(gemm, rows, B=B, q=q, L=L, T=T, ab=ab, wb=wb, kb=kb,
+                           at_bits=at_bits, kvbits=kvbits, abits=abits,
+                           attention=attention, causal_half=causal_half)
         else:
-            frac = 0.5 if causal_half else 1.0
-            blocks = jnp.maximum(r * q / FLASH_BLOCK_Q, 1.0)
-            flops = 4 * B * h * q * L * hd * frac + SOFTMAX_FLOPS * B * h * q * L * frac
-            rows.append(dict(name="attn_fused", kind="attn_fused", m=r * q, n=L * frac,
-                             k=hd, groups=B * g, flops=flops, compute_bits=at_bits,
-                             weight_bits=kvbits, act_bits=abits,
-                             act_in_bytes=T * h * hd * ab, act_out_bytes=T * h * hd * ab,
-                             kv_read_bytes=2 * kv_bytes * frac * blocks))
-        gemm("out_proj", "out_proj", T, d, h * hd, weight_bytes=h * hd * d * wb,
-             act_in_bytes=T * h * hd * ab, act_out_bytes=T * d * ab)
+            qkv_n = (h + 2 * g) * hd
+            gemm("qkv_proj", "qkv_proj", T, qkv_n, d, weight_bytes=qkv_n * d * wb,
+                 act_in_bytes=T * d * ab, act_out_bytes=T * h * hd * ab,
+                 kv_write_bytes=T * 2 * g * hd * kb)
+            # attended length per query: causal prefill attends to half on average when
+            # the implementation skips masked blocks (fused), all of it when it
+            # materializes.
+            L = self.attended(L)  # window layers' caches hold only the window
+            kv_bytes = B * g * L * hd * kb
+            if attention == "standard":
+                scores = B * h * q * L
+                gemm("attn_score", "attn_score", r * q, L, hd, groups=B * g, bits=at_bits,
+                     stationary_bits=kvbits,
+                     act_in_bytes=T * h * hd * ab, act_out_bytes=scores * ab,
+                     kv_read_bytes=kv_bytes)
+                elementwise("attn_softmax", "attn_softmax", scores, SOFTMAX_FLOPS,
+                            scores * ab, scores * ab)
+                gemm("attn_value", "attn_value", r * q, hd, L, groups=B * g, bits=at_bits,
+                     stationary_bits=kvbits,
+                     act_in_bytes=scores * ab, act_out_bytes=T * h * hd * ab,
+                     kv_read_bytes=kv_bytes)
+            else:
+                frac = 0.5 if causal_half else 1.0
+                blocks = jnp.maximum(r * q / FLASH_BLOCK_Q, 1.0)
+                flops = 4 * B * h * q * L * hd * frac + SOFTMAX_FLOPS * B * h * q * L * frac
+                rows.append(dict(name="attn_fused", kind="attn_fused", m=r * q, n=L * frac,
+                                 k=hd, groups=B * g, flops=flops, compute_bits=at_bits,
+                                 weight_bits=kvbits, act_bits=abits,
+                                 act_in_bytes=T * h * hd * ab, act_out_bytes=T * h * hd * ab,
+                                 kv_read_bytes=2 * kv_bytes * frac * blocks))
+            gemm("out_proj", "out_proj", T, d, h * hd, weight_bytes=h * hd * d * wb,
+                 act_in_bytes=T * h * hd * ab, act_out_bytes=T * d * ab)
         if tp > 1:
             rows.append(dict(name="allreduce_attn", kind="allreduce", m=T * d,
                              comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
         f = self.ffn / tp
         up_n = f * (2 if self.gated_ffn else 1)
+        n_ffn = len(rows)
         if self.is_moe:
             E, k = self.experts, self.experts_per_token
             touched = E * (1 - (1 - k / E) ** T)
@@ -269,12 +322,18 @@ class LLM:
             gemm("moe_down", "moe_down", per_expert, d, f, groups=touched,
                  weight_bytes=touched * f * d * eb, act_in_bytes=T * k * f * ab,
                  act_out_bytes=T * k * d * ab, **ex)
+            if self.shared_ffn:  # always-active shared experts: a dense FFN
+                self._ffn_rows(gemm, elementwise, "shared_", T, self.shared_ffn / tp, ab, wb)
+            if self.dense_layers:  # the MoE rows above are for the other layers
+                moe_share = self.moe_layers / self.layers
+                for row in rows[n_ffn:]:
+                    row["count"] = moe_share
+                n_dense = len(rows)
+                self._ffn_rows(gemm, elementwise, "dense_", T, self.dense_ffn / tp, ab, wb)
+                for row in rows[n_dense:]:
+                    row["count"] = self.dense_layers / self.layers
         else:
-            gemm("ffn_up", "ffn_up", T, up_n, d, weight_bytes=up_n * d * wb,
-                 act_in_bytes=T * d * ab, act_out_bytes=T * up_n * ab)
-            elementwise("ffn_act", "ffn_act", T * f, ACT_FLOPS, T * up_n * ab, T * f * ab)
-            gemm("ffn_down", "ffn_down", T, d, f, weight_bytes=f * d * wb,
-                 act_in_bytes=T * f * ab, act_out_bytes=T * d * ab)
+            self._ffn_rows(gemm, elementwise, "", T, f, ab, wb)
         if tp > 1:
             rows.append(dict(name="allreduce_ffn", kind="allreduce", m=T * d,
                              comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
@@ -283,6 +342,62 @@ class LLM:
         for row in rows:
             row["count"] = row.get("count", 1.0) * self.layers
         return rows
+
+    def _ffn_rows(self, gemm, elementwise, prefix, T, f, ab, wb):
+        """A dense (gated) FFN of width f: up, activation, down."""
+        up_n = f * (2 if self.gated_ffn else 1)
+        d = self.hidden
+        gemm(prefix + "ffn_up", "ffn_up", T, up_n, d, weight_bytes=up_n * d * wb,
+             act_in_bytes=T * d * ab, act_out_bytes=T * up_n * ab)
+        elementwise(prefix + "ffn_act", "ffn_act", T * f, ACT_FLOPS, T * up_n * ab,
+                    T * f * ab)
+        gemm(prefix + "ffn_down", "ffn_down", T, d, f, weight_bytes=f * d * wb,
+             act_in_bytes=T * f * ab, act_out_bytes=T * d * ab)
+
+    def _mla_rows(self, gemm, rows, *, B, q, L, T, ab, wb, kb, at_bits, kvbits, abits,
+                  attention, causal_half):
+        """Multi-head latent attention in its absorbed (weight-merged) form, as serving
+        engines run decode: the cache holds one latent vector c = [c_kv (kv_lora_rank),
+        k_rope (qk_rope_dim)] per token, shared by all heads (an MQA of head dim
+        kv_lora_rank + qk_rope_dim); each query is first mapped into the latent space by
+        the K half of kv_b (q_absorb), scores read c, values read its c_kv part, and the
+        latent context is mapped back per head by the V half of kv_b (v_absorb)."""
+        d, h, hd, rope, lat, vd = (self.hidden, self.heads, self.head_dim, self.qk_rope_dim,
+                                   self.kv_lora_rank, self.v_head_dim)
+        ql = self.q_lora_rank
+        q_w = d * ql + ql * h * (hd + rope) if ql else d * h * (hd + rope)
+        gemm("qkv_proj", "qkv_proj", T, h * (hd + rope) + lat + rope, d,
+             weight_bytes=(q_w + d * (lat + rope)) * wb,
+             act_in_bytes=T * d * ab, act_out_bytes=T * h * (hd + rope) * ab,
+             kv_write_bytes=T * (lat + rope) * kb)
+        gemm("q_absorb", "qkv_proj", T, lat, hd, groups=h, weight_bytes=h * hd * lat * wb,
+             act_in_bytes=T * h * hd * ab, act_out_bytes=T * h * lat * ab)
+        kdim = lat + rope
+        cache = B * L * kdim * kb
+        if attention == "standard":
+            scores = B * h * q * L
+            gemm("attn_score", "attn_score", h * q, L, kdim, groups=B, bits=at_bits,
+                 stationary_bits=kvbits, act_in_bytes=T * h * kdim * ab,
+                 act_out_bytes=scores * ab, kv_read_bytes=cache)
+            rows.append(dict(name="attn_softmax", kind="attn_softmax", m=scores,
+                             flops=SOFTMAX_FLOPS * scores, act_in_bytes=scores * ab,
+                             act_out_bytes=scores * ab, compute_bits=abits))
+            gemm("attn_value", "attn_value", h * q, lat, L, groups=B, bits=at_bits,
+                 stationary_bits=kvbits, act_in_bytes=scores * ab,
+                 act_out_bytes=T * h * lat * ab, kv_read_bytes=B * L * lat * kb)
+        else:
+            frac = 0.5 if causal_half else 1.0
+            blocks = jnp.maximum(h * q / FLASH_BLOCK_Q, 1.0)
+            flops = (2 * B * h * q * L * (kdim + lat) + SOFTMAX_FLOPS * B * h * q * L) * frac
+            rows.append(dict(name="attn_fused", kind="attn_fused", m=h * q, n=L * frac,
+                             k=kdim, groups=B, flops=flops, compute_bits=at_bits,
+                             weight_bits=kvbits, act_bits=abits,
+                             act_in_bytes=T * h * kdim * ab, act_out_bytes=T * h * lat * ab,
+                             kv_read_bytes=cache * frac * blocks))
+        gemm("v_absorb", "out_proj", T, vd, lat, groups=h, weight_bytes=h * lat * vd * wb,
+             act_in_bytes=T * h * lat * ab, act_out_bytes=T * h * vd * ab)
+        gemm("out_proj", "out_proj", T, d, h * vd, weight_bytes=h * vd * d * wb,
+             act_in_bytes=T * h * vd * ab, act_out_bytes=T * d * ab)
 
     def _head_rows(self, *, B, T, abits, tp):
         d, V = self.hidden, self.vocab / tp
@@ -302,6 +417,10 @@ class LLM:
         if attention not in ATTENTION_IMPLS:
             raise ModelInputError(
                 f"attention = {attention!r} is invalid; valid: {', '.join(ATTENTION_IMPLS)}.")
+        if self.is_mla and tp != 1:
+            raise ModelInputError(
+                f"tensor_parallel = {tp!r} is invalid for {self.name}: multi-head latent "
+                "attention is modelled on one device only (tensor_parallel = 1).")
         if not isinstance(tp, int) or tp < 1 or self.kv_heads % tp or self.ffn % tp:
             raise ModelInputError(
                 f"tensor_parallel = {tp!r} is invalid; it must be a positive integer dividing "
@@ -474,6 +593,8 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
                 kw["sliding_window"] = 0
         if mt == "gpt_oss":
             kw.update(router_bias=True, attention_sinks=True)
+        if mt == "deepseek_v2":
+            kw.update(_deepseek_v2_fields(cfg, name, need))
         quant = cfg.get("quantization_config") or {}
         if quant.get("quant_method") == "mxfp4" and experts > 1:
             kw["expert_bits"] = MXFP4_BITS  # experts stored in MXFP4, the rest unconverted
@@ -482,6 +603,24 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
     if "BitnetForCausalLM" in cfg.get("architectures", ()):
         kw["sub_norms"] = True
     return LLM(name=name, **kw, **meta)
+
+
+def _deepseek_v2_fields(cfg: dict, name: str, need) -> dict:
+    """DeepSeek-V2 structure: MLA attention, routed + shared experts, leading dense
+    layers (every later layer MoE)."""
+    freq = cfg.get("moe_layer_freq", 1)
+    if freq != 1:
+        raise ModelInputError(f"{name}: moe_layer_freq = {freq!r} is not supported; only 1 "
+                              "(every layer after first_k_dense_replace is MoE) is.")
+    experts = need("n_routed_experts")
+    kw = dict(kv_lora_rank=need("kv_lora_rank"), q_lora_rank=cfg.get("q_lora_rank") or 0,
+              qk_rope_dim=need("qk_rope_head_dim"), v_head_dim=need("v_head_dim"),
+              head_dim=need("qk_nope_head_dim"), experts=experts,
+              ffn=need("moe_intermediate_size"), dense_ffn=need("intermediate_size"),
+              dense_layers=cfg.get("first_k_dense_replace") or 0,
+              shared_ffn=(cfg.get("n_shared_experts") or 0) * need("moe_intermediate_size"))
+    kw["kv_heads"] = 1  # one latent KV vector per token, shared by all heads
+    return kw
 
 
 def _check_all_layers_moe(cfg: dict, name: str) -> None:
