@@ -150,6 +150,26 @@ def test_deepseek_v2_lite_mla():
         pm.workloads.from_hf_config({**cfg, "moe_layer_freq": 2}, "d")
 
 
+def test_deepseek_v3_config_counts():
+    """The DeepSeek-V3 structure (q_lora_rank 1536, 3 dense layers, 256 routed + 1 shared
+    experts, 8 per token) gives the 671B total and 37B activated parameters of its
+    technical report (arXiv 2412.19437; the multi-token-prediction module excluded);
+    MLA configs of other model types are refused."""
+    cfg = dict(model_type="deepseek_v3", hidden_size=7168, intermediate_size=18432,
+               moe_intermediate_size=2048, num_hidden_layers=61, num_attention_heads=128,
+               num_key_value_heads=128, kv_lora_rank=512, q_lora_rank=1536,
+               qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+               n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8,
+               first_k_dense_replace=3, moe_layer_freq=1, topk_method="noaux_tc",
+               vocab_size=129280, tie_word_embeddings=False, num_nextn_predict_layers=1)
+    w = pm.workloads.from_hf_config(cfg, "v3")
+    assert w.parameter_count() == pytest.approx(671e9, rel=1e-3)
+    assert w.parameter_count(active=True) - w.vocab * w.hidden == pytest.approx(37e9,
+                                                                                rel=0.02)
+    with pytest.raises(pm.ModelInputError, match="kv_lora_rank"):
+        pm.workloads.from_hf_config({**cfg, "model_type": "kimi_k2"}, "k")
+
+
 # --------------------------------------------------------------------------- 2. KV bytes
 def test_kv_bytes_published():
     w = wl("llama-2-7b")

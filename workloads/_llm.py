@@ -538,7 +538,7 @@ class LLM:
 # ---------------------------------------------------------------------- configs
 def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
     """An `LLM` from a Hugging Face ``config.json`` dict (GPT-2, OPT, Llama, Mistral,
-    Mixtral, Qwen(-MoE), GPT-OSS and BitNet-style fields)."""
+    Mixtral, Qwen(-MoE), GPT-OSS, DeepSeek-V2/V3 and BitNet-style fields)."""
     mt = cfg.get("model_type", "llama")
 
     def need(*keys):
@@ -593,8 +593,15 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
                 kw["sliding_window"] = 0
         if mt == "gpt_oss":
             kw.update(router_bias=True, attention_sinks=True)
-        if mt == "deepseek_v2":
+        if mt in ("deepseek_v2", "deepseek_v3"):
             kw.update(_deepseek_v2_fields(cfg, name, need))
+            # V3's aux-loss-free routing adds a per-expert bias to the router
+            kw["router_bias"] = cfg.get("topk_method") == "noaux_tc"
+        elif cfg.get("kv_lora_rank") or cfg.get("n_routed_experts"):
+            raise ModelInputError(
+                f"{name}: model_type {mt!r} with latent attention (kv_lora_rank) or "
+                "routed/shared experts (n_routed_experts) is not supported; supported: "
+                "deepseek_v2, deepseek_v3.")
         quant = cfg.get("quantization_config") or {}
         if quant.get("quant_method") == "mxfp4" and experts > 1:
             kw["expert_bits"] = MXFP4_BITS  # experts stored in MXFP4, the rest unconverted
@@ -606,8 +613,9 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
 
 
 def _deepseek_v2_fields(cfg: dict, name: str, need) -> dict:
-    """DeepSeek-V2 structure: MLA attention, routed + shared experts, leading dense
-    layers (every later layer MoE)."""
+    """DeepSeek-V2/V3 structure: MLA attention, routed + shared experts, leading dense
+    layers (every later layer MoE). V3's multi-token-prediction module
+    (num_nextn_predict_layers) is not part of the op table or the parameter count."""
     freq = cfg.get("moe_layer_freq", 1)
     if freq != 1:
         raise ModelInputError(f"{name}: moe_layer_freq = {freq!r} is not supported; only 1 "
