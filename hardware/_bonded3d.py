@@ -301,7 +301,7 @@ class Bonded3D(AbstractUnit):
             # cache is the draft); other weight rows read the top f of their bits
             ex = np.array([k in EXPERT_KINDS for k in ops.kinds])
             d_ops = dataclasses.replace(
-                spec.draft_ops(ops, jnp.where(ex, held, f)),
+                spec.draft_ops(ops, jnp.where(ex, held, f) if ex.any() else f),
                 names=tuple(spec.DRAFT_PREFIX + n for n in ops.names))
             # the verify reads every bit of the touched experts again: the held top
             # slice from the stack, the rest (and uncached experts) off-package
