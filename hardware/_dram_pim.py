@@ -76,6 +76,8 @@ from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, ch
 PIM_KINDS = frozenset({
     "qkv_proj", "attn_score", "attn_value", "attn_fused", "out_proj", "ffn_up", "ffn_down",
     "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc"})
+#: Attention kinds: their stationary operand is a request's KV cache, held in one channel.
+ATTENTION_KINDS = frozenset({"attn_score", "attn_value", "attn_fused"})
 #: Placements of the PIM compute units, nearest the cells first.
 PLACEMENTS = ("bank", "bank_group", "logic_die")
 #: Energy components reported, by how far the data travels (then MAC and host work).
@@ -156,6 +158,10 @@ class DramPim(AbstractUnit):
     name: str = eqx.field(static=True)
     bibtex: str = eqx.field(static=True)
     datapath_bits: float = eqx.field(static=True, default=16.0)
+    # max over mean of the channels' attention work (each request's KV lives in one
+    # channel, so uneven context lengths leave some channels busier); a property of the
+    # request mix and the channel-assignment policy, not a design knob: static
+    attention_imbalance: float = eqx.field(static=True, default=1.0)
     title: str = eqx.field(static=True, default="")
 
     # ------------------------------------------------------------------ derived
@@ -265,6 +271,10 @@ class DramPim(AbstractUnit):
             occ_k = k * inv_split_k
             inv_util = ((smooth_ceil(occ_n, hard=hard) / occ_n)
                         * (smooth_ceil(occ_k, hard=hard) / occ_k))
+            attn = np.array([k in ATTENTION_KINDS for k in ops.kinds[:n_pim]])
+            if self.attention_imbalance != 1.0 and attn.any():
+                # the busiest channel sets the time of an attention row
+                inv_util = inv_util * np.where(attn, self.attention_imbalance, 1.0)
             passes = smooth_ceil(m * (1.0 / self.tokens_per_pass), hard=hard)
             bytes_int = (ops.weight_bytes[pm] + ops.kv_read_bytes[pm]) * passes
             flops = ops.flops[pm]
@@ -373,6 +383,8 @@ def from_spec(data: dict, label: str) -> DramPim:
         tokens_per_pass=a("pim", "tokens_per_pass"),
         channel_bandwidth=a("organization", "channel_bandwidth", unit="_GB_s"),
         stacks=a("organization", "stacks", default=1.0),
+        attention_imbalance=r.number("organization", "attention_imbalance", default=1.0,
+                                     lo=1.0),
         capacity=a("organization", "capacity", unit="_GB"),
         cell_activate_energy=a("energy", "cell_activate", unit="_pJ_per_bit"),
         cell_read_energy=a("energy", "cell_read", unit="_pJ_per_bit"),

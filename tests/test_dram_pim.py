@@ -235,3 +235,26 @@ def test_more_stacks_than_channels_is_a_clear_error():
                      jnp.asarray(200.0))
     with pytest.raises(ModelInputError, match=r"stacks = 200 .*channels = 160"):
         hw.check()
+
+
+def test_attention_imbalance_slows_attention_rows_only():
+    """organization.attention_imbalance divides the utilisation of attention rows only
+    (the busiest channel sets their time); other rows and all energies are unchanged,
+    and a value below 1 is refused, naming the field."""
+    from perfmodel._spec import load_spec_file
+    from perfmodel.hardware._registry import PRESET_DIR
+
+    pim = pm.hardware.preset("neupims-pim")
+    flat = dataclasses.replace(pim, attention_imbalance=1.0)
+    ops = pm.workloads.preset("gpt3-6.7b").decode(64.0, 512.0, attention="standard")
+    a, b = (pm.evaluate(h, ops, hard=True) for h in (pim, flat))
+    attn = np.array([k in ("attn_score", "attn_value") for k in ops.kinds])
+    ta, tb = np.asarray(a.time_terms), np.asarray(b.time_terms)
+    np.testing.assert_allclose(ta[attn][:, :3], 1.43 * tb[attn][:, :3], rtol=1e-6)
+    np.testing.assert_allclose(ta[~attn], tb[~attn], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(a.energy_terms), np.asarray(b.energy_terms),
+                               rtol=1e-6)
+    spec = load_spec_file(PRESET_DIR / "neupims-pim.toml")
+    spec["organization"] = {**spec["organization"], "attention_imbalance": 0.9}
+    with pytest.raises(pm.ModelInputError, match="attention_imbalance"):
+        pm.hardware.from_spec(spec, "x")
