@@ -18,7 +18,7 @@ off-package tier (LPDDR/DDR) holds what does not fit. Per op row and instance (S
       hit        = H(x E, s) / H(E, s),  H = generalized harmonic number (Zipf routing
                    with skew s, Euler-Maclaurin form: smooth in the cached count)
       held       = min(cache_bits / weight_bits, 1): the share of a cached expert's
-                   bits kept in the stack (ELMoE-3D: its top 4-bit slice), so the cache
+                   bits kept in the stack (ELMoE-3D: its top slice), so the cache
                    covers x = room / (held s_exp W) of the experts; its other bits and
                    the uncached experts live off-package only
       draft rows (``draft:`` prefix, self-speculation) read only cached experts (hit),

@@ -271,9 +271,9 @@ class DramPim(AbstractUnit):
             occ_k = k * inv_split_k
             inv_util = ((smooth_ceil(occ_n, hard=hard) / occ_n)
                         * (smooth_ceil(occ_k, hard=hard) / occ_k))
-            attn = np.array([k in ATTENTION_KINDS for k in ops.kinds[:n_pim]])
-            if self.attention_imbalance != 1.0 and attn.any():
+            if self.attention_imbalance != 1.0:
                 # the busiest channel sets the time of an attention row
+                attn = [kind in ATTENTION_KINDS for kind in ops.kinds[:n_pim]]
                 inv_util = inv_util * np.where(attn, self.attention_imbalance, 1.0)
             passes = smooth_ceil(m * (1.0 / self.tokens_per_pass), hard=hard)
             bytes_int = (ops.weight_bytes[pm] + ops.kv_read_bytes[pm]) * passes

@@ -263,8 +263,8 @@ class LLM:
                              compute_bits=abits, **kw))
 
         if self.is_mla:
-            self._mla_rows(gemm, rows, B=B, q=q, L=L, T=T, ab=ab, wb=wb, kb=kb,
-                           at_bits=at_bits, kvbits=kvbits, abits=abits,
+            self._mla_rows(gemm, elementwise, rows, B=B, q=q, L=L, T=T, ab=ab, wb=wb,
+                           kb=kb, at_bits=at_bits, kvbits=kvbits, abits=abits,
                            attention=attention, causal_half=causal_half)
         else:
             qkv_n = (h + 2 * g) * hd
@@ -354,8 +354,8 @@ class LLM:
         gemm(prefix + "ffn_down", "ffn_down", T, d, f, weight_bytes=f * d * wb,
              act_in_bytes=T * f * ab, act_out_bytes=T * d * ab)
 
-    def _mla_rows(self, gemm, rows, *, B, q, L, T, ab, wb, kb, at_bits, kvbits, abits,
-                  attention, causal_half):
+    def _mla_rows(self, gemm, elementwise, rows, *, B, q, L, T, ab, wb, kb, at_bits,
+                  kvbits, abits, attention, causal_half):
         """Multi-head latent attention in its absorbed (weight-merged) form, as serving
         engines run decode: the cache holds one latent vector c = [c_kv (kv_lora_rank),
         k_rope (qk_rope_dim)] per token, shared by all heads (an MQA of head dim
@@ -379,9 +379,8 @@ class LLM:
             gemm("attn_score", "attn_score", h * q, L, kdim, groups=B, bits=at_bits,
                  stationary_bits=kvbits, act_in_bytes=T * h * kdim * ab,
                  act_out_bytes=scores * ab, kv_read_bytes=cache)
-            rows.append(dict(name="attn_softmax", kind="attn_softmax", m=scores,
-                             flops=SOFTMAX_FLOPS * scores, act_in_bytes=scores * ab,
-                             act_out_bytes=scores * ab, compute_bits=abits))
+            elementwise("attn_softmax", "attn_softmax", scores, SOFTMAX_FLOPS,
+                        scores * ab, scores * ab)
             gemm("attn_value", "attn_value", h * q, lat, L, groups=B, bits=at_bits,
                  stationary_bits=kvbits, act_in_bytes=scores * ab,
                  act_out_bytes=T * h * lat * ab, kv_read_bytes=B * L * lat * kb)
