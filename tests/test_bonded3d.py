@@ -173,6 +173,8 @@ def test_bad_input_errors_name_the_field():
         eqx.tree_at(lambda h: h.bond_pitch, HW, jnp.asarray(0.0)).check()
     with pytest.raises(pm.ModelInputError, match="bond_pitch"):
         eqx.tree_at(lambda h: h.bond_pitch, HW, jnp.asarray(-1e-6)).check()
+    with pytest.raises(pm.ModelInputError, match="cache_bits"):
+        eqx.tree_at(lambda h: h.cache_bits, HW, jnp.asarray(0.0)).check()
     with pytest.raises(pm.ModelInputError, match="draft_length"):
         MOE.speculative_decode(1.0, 512.0, wbits=8.0, draft_length=0)
     for a in (-0.1, 1.0, 1.5):
