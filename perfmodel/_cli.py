@@ -147,11 +147,12 @@ def cmd_reproduce(a):
         return
     w = max([len(r["id"]) for r in rows] + [5]) + 2
     ws = max([len(r["system"]) for r in rows] + [6]) + 2
-    print(f"{'claim':<{w}}{'system':<{ws}}{'metric':<24}{'published':>10}{'predicted':>10}"
+    wm = max([len(r["metric"]) for r in rows] + [6]) + 2
+    print(f"{'claim':<{w}}{'system':<{ws}}{'metric':<{wm}}{'published':>10}{'predicted':>10}"
           f"{'error':>8}{'tol':>6}  pass")
     for r in rows:
         flag = "yes" if r["passed"] else ("miss (known)" if r["known_miss"] else "NO")
-        print(f"{r['id']:<{w}}{r['system']:<{ws}}{r['metric']:<24}{r['published']:>10.4g}"
+        print(f"{r['id']:<{w}}{r['system']:<{ws}}{r['metric']:<{wm}}{r['published']:>10.4g}"
               f"{r['predicted']:>10.4g}{r['rel_error'] * 100:>7.1f}%{r['tolerance'] * 100:>5.0f}%"
               f"  {flag}")
     print(f"{sum(r['passed'] for r in rows)} passed, {sum(not r['passed'] for r in rows)} "
