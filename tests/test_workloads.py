@@ -170,6 +170,20 @@ def test_deepseek_v3_config_counts():
         pm.workloads.from_hf_config({**cfg, "model_type": "kimi_k2"}, "k")
 
 
+def test_glm_47_flash_structure():
+    """GLM-4.7-Flash (transformers' glm4_moe_lite defaults): MLA with q_lora_rank, one
+    dense layer from mlp_layer_types, router biases; with the named multi-token-prediction
+    module the count is exactly the published 31,221,488,576 (the parametrized count test
+    checks that); a bad mlp_layer_types entry is refused."""
+    w = wl("glm-4.7-flash")
+    assert (w.dense_layers, w.moe_layers, w.router_bias, w.q_lora_rank) == (1, 46, True, 768)
+    assert w.kv_bytes_per_token(16) == 47 * (512 + 64) * 2
+    cfg = json.loads((pathlib.Path(pm.workloads.__file__).parent / "presets" /
+                      "glm-4.7-flash.json").read_text())["config"]
+    with pytest.raises(pm.ModelInputError, match="mlp_layer_types"):
+        pm.workloads.from_hf_config({**cfg, "mlp_layer_types": ["dense", "moe"]}, "g")
+
+
 # --------------------------------------------------------------------------- 2. KV bytes
 def test_kv_bytes_published():
     w = wl("llama-2-7b")

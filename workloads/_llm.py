@@ -53,6 +53,9 @@ ACT_FLOPS = 8.0
 #: Bits per weight of MXFP4 (OCP Microscaling: 4-bit E2M1 elements with one 8-bit E8M0
 #: scale per block of 32), the native format of GPT-OSS expert weights.
 MXFP4_BITS = 4.0 + 8.0 / 32.0
+#: Model types built with multi-head latent attention, routed + shared experts and
+#: leading dense layers (the DeepSeek-V2 structure).
+MLA_MODEL_TYPES = ("deepseek_v2", "deepseek_v3", "glm4_moe_lite")
 #: Query rows per FlashAttention block (Dao 2023, FlashAttention-2, block 128); K and V
 #: are re-read once per block of queries.
 FLASH_BLOCK_Q = 128.0
@@ -537,7 +540,8 @@ class LLM:
 # ---------------------------------------------------------------------- configs
 def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
     """An `LLM` from a Hugging Face ``config.json`` dict (GPT-2, OPT, Llama, Mistral,
-    Mixtral, Qwen(-MoE), GPT-OSS, DeepSeek-V2/V3 and BitNet-style fields)."""
+    Mixtral, Qwen(-MoE), GPT-OSS, DeepSeek-V2/V3, GLM-4.7-Flash and BitNet-style
+    fields)."""
     mt = cfg.get("model_type", "llama")
 
     def need(*keys):
@@ -592,15 +596,17 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
                 kw["sliding_window"] = 0
         if mt == "gpt_oss":
             kw.update(router_bias=True, attention_sinks=True)
-        if mt in ("deepseek_v2", "deepseek_v3"):
+        if mt in MLA_MODEL_TYPES:
             kw.update(_deepseek_v2_fields(cfg, name, need))
-            # V3's aux-loss-free routing adds a per-expert bias to the router
-            kw["router_bias"] = cfg.get("topk_method") == "noaux_tc"
+            # aux-loss-free routing (DeepSeek-V3 noaux_tc, GLM-MoE) adds a per-expert
+            # bias to the router
+            kw["router_bias"] = (cfg.get("topk_method") == "noaux_tc"
+                                 or mt == "glm4_moe_lite")
         elif cfg.get("kv_lora_rank") or cfg.get("n_routed_experts"):
             raise ModelInputError(
                 f"{name}: model_type {mt!r} with latent attention (kv_lora_rank) or "
                 "routed/shared experts (n_routed_experts) is not supported; supported: "
-                "deepseek_v2, deepseek_v3.")
+                f"{', '.join(MLA_MODEL_TYPES)}.")
         quant = cfg.get("quantization_config") or {}
         if quant.get("quant_method") == "mxfp4" and experts > 1:
             kw["expert_bits"] = MXFP4_BITS  # experts stored in MXFP4, the rest unconverted
@@ -624,10 +630,23 @@ def _deepseek_v2_fields(cfg: dict, name: str, need) -> dict:
               qk_rope_dim=need("qk_rope_head_dim"), v_head_dim=need("v_head_dim"),
               head_dim=need("qk_nope_head_dim"), experts=experts,
               ffn=need("moe_intermediate_size"), dense_ffn=need("intermediate_size"),
-              dense_layers=cfg.get("first_k_dense_replace") or 0,
+              dense_layers=_dense_layers(cfg, name),
               shared_ffn=(cfg.get("n_shared_experts") or 0) * need("moe_intermediate_size"))
     kw["kv_heads"] = 1  # one latent KV vector per token, shared by all heads
     return kw
+
+
+def _dense_layers(cfg: dict, name: str) -> int:
+    """Layers with a dense FFN: DeepSeek's first_k_dense_replace, or GLM's
+    mlp_layer_types list of "dense" / "sparse"."""
+    types = cfg.get("mlp_layer_types")
+    if types is None:
+        return cfg.get("first_k_dense_replace") or 0
+    unknown = set(types) - {"dense", "sparse"}
+    if unknown:
+        raise ModelInputError(f"{name}: mlp_layer_types has {sorted(unknown)[0]!r}; valid "
+                              "entries: 'dense', 'sparse'.")
+    return sum(t == "dense" for t in types)
 
 
 def _check_all_layers_moe(cfg: dict, name: str) -> None:
