@@ -4,7 +4,8 @@ The workload is a full Llama-2-7B decode step (batch 8, context 2048, fp16) on t
 a100-80gb xPU preset. Designs: every float leaf of the hardware scaled by an independent
 random factor in [0.5, 2]. Reported: evaluations/s of the jitted, vmapped model (in
 cache-sized chunks with `perfmodel.sweep`, and as one plain vmap), the same for
-value-and-gradient w.r.t. all hardware leaves, and jit compile times. Also,
+value-and-gradient w.r.t. all hardware leaves (in `sweep`'s default minor layout, and
+in the plain-vmap major layout with the agreement of the two), and jit compile times. Also,
 when the optional `genz-llm` package is installed, the time of one GenZ evaluation of
 the same decode step (Bambhaniya et al., arXiv:2406.01698) and the speed ratio.
 """
@@ -125,6 +126,21 @@ def case_label(case: dict) -> str:
     return f"{case['workload']} {case.get('phase', 'decode')} ({extra})"
 
 
+def layout_agreement(got, want, batch) -> dict:
+    """How far `sweep`'s minor layout is from a plain vmap on the bench designs: the
+    largest relative latency difference, and the largest absolute difference of an
+    elasticity d log(latency) / d log(leaf) (dimensionless, so a leaf whose gradient is
+    ~1e-25 far from its bound does not blow up a relative measure)."""
+    lat = np.asarray(want[0])
+    rel = float(np.max(np.abs(np.asarray(got[0]) - lat) / lat))
+    worst = 0.0
+    for a, b, p in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]),
+                       jax.tree.leaves(batch)):
+        scale = np.asarray(p) / lat.reshape((-1,) + (1,) * (np.ndim(p) - 1))
+        worst = max(worst, float(np.max(np.abs((np.asarray(a) - np.asarray(b)) * scale))))
+    return {"latency_rel": rel, "elasticity_abs": worst}
+
+
 def run(designs: int = 100_000, repeats: int = 3, *, case: dict | None = None,
         genz: bool = True, seed: int = 0) -> dict:
     """Run the benchmark of one case (default `DEFAULT_CASE`); returns a JSON-ready dict
@@ -141,18 +157,22 @@ def run(designs: int = 100_000, repeats: int = 3, *, case: dict | None = None,
     def latency(p):
         return evaluate(eqx.combine(p, static), ops, check=False).latency
 
+    vg = jax.value_and_grad(latency)
     f_plain = jax.jit(jax.vmap(latency))
     f = jax.jit(lambda b: sweep(latency, b, chunk=16384))
-    g = jax.jit(lambda b: sweep(jax.value_and_grad(latency), b, chunk=CHUNK_GRAD))
+    g = jax.jit(lambda b: sweep(vg, b, chunk=CHUNK_GRAD))
+    g_major = jax.jit(lambda b: sweep(vg, b, chunk=CHUNK_GRAD, layout="major"))
     t0 = time.perf_counter()
     jax.block_until_ready(f(batch))
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    jax.block_until_ready(g(batch))
+    got = jax.block_until_ready(g(batch))
     compile_grad_s = time.perf_counter() - t0
+    want = jax.block_until_ready(g_major(batch))
     jax.block_until_ready(f_plain(batch))
     t = _time(f, batch, repeats=repeats)
     tg = _time(g, batch, repeats=repeats)
+    tg_major = _time(g_major, batch, repeats=repeats)
     t_plain = _time(f_plain, batch, repeats=repeats)
     lat = np.asarray(f(batch))
     single = jax.jit(latency)
@@ -164,11 +184,13 @@ def run(designs: int = 100_000, repeats: int = 3, *, case: dict | None = None,
         "rows": ops.rows, "designs": designs, "device": jax.devices()[0].device_kind,
         "cpu_count": os.cpu_count(),
         "evals_per_s": max(designs / t, designs / t_plain), "evals_per_s_grad": designs / tg,
+        "evals_per_s_grad_major": designs / tg_major,
         "evals_per_s_single_vmap": designs / t_plain, "evals_per_s_chunked": designs / t,
         "chunk": 16384, "chunk_grad": CHUNK_GRAD,
         "compile_s": compile_s, "compile_grad_s": compile_grad_s,
         "single_eval_s": t_single, "all_finite": bool(np.all(np.isfinite(lat))),
         "latency_s_median": float(np.median(lat)),
+        "minor_vs_major": layout_agreement(got, want, batch),
     }
     if genz and case == DEFAULT_CASE:
         gz = time_genz_decode()

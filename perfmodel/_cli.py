@@ -200,8 +200,11 @@ def _print_bench(r, a):
     print(f"  evaluations/s            {r['evals_per_s']:.3g}  (one plain vmap "
           f"{r['evals_per_s_single_vmap']:.3g}; chunks of {r['chunk']} "
           f"{r['evals_per_s_chunked']:.3g})")
+    agree = r["minor_vs_major"]
     print(f"  evaluations/s with grad  {r['evals_per_s_grad']:.3g}  "
-          f"(chunks of {r['chunk_grad']})")
+          f"(chunks of {r['chunk_grad']}; plain-vmap layout {r['evals_per_s_grad_major']:.3g},"
+          f" agreeing to {agree['latency_rel']:.1g} in latency and "
+          f"{agree['elasticity_abs']:.1g} in elasticities)")
     print(f"  jit compile              {r['compile_s']:.2f} s "
           f"(with grad {r['compile_grad_s']:.2f} s)")
     print(f"  one jitted evaluation    {r['single_eval_s'] * 1e6:.1f} us")

@@ -62,26 +62,43 @@ def evaluate(hardware: AbstractTarget, ops: Ops, mapping=None, *, hard: bool = F
 _CHUNK_ALIGN = 64
 
 
-def sweep(fn, designs, *, chunk: int | None = 8192):
-    """``jax.vmap(fn)(designs)`` evaluated in chunks of ``chunk`` designs.
+def sweep(fn, designs, *, chunk: int | None = 8192, layout: str = "minor"):
+    """``jax.vmap(fn)(designs)`` evaluated in chunks of ``chunk`` designs, with the design
+    axis kept innermost in memory. Call it under ``jax.jit``.
 
-    On CPU, one vmap over 1e5+ designs materializes every intermediate for all designs
-    at once (memory-bound); chunks of ~1e4 keep them in cache and run 2-3x faster, more
-    with gradients (see benchmarks/). Same result as a plain vmap; ``chunk=None`` is one.
-    Call it under ``jax.jit``.
+    **Main arguments:**
 
-    The designs are split into equal chunks of at most ``chunk`` (padded with copies of
-    the last design, whose results are dropped): a ragged remainder chunk costs up to 3x
-    more per design than the full ones on CPU.
+    - ``fn``: a pure function of one design (a pytree of arrays), e.g.
+      ``lambda p: evaluate(eqx.combine(p, static), ops).latency`` or its
+      ``jax.value_and_grad``.
+    - ``designs``: the same pytree with a leading designs axis on every leaf.
+
+    **Other arguments:**
+
+    - ``chunk``: designs per vmapped chunk (None: one vmap). On CPU, one vmap over 1e5+
+      designs materializes every intermediate for all designs at once (memory-bound);
+      chunks of ~1e4 stay in cache. The designs are split into equal chunks of at most
+      ``chunk`` (padded with copies of the last design, whose results are dropped): a
+      ragged remainder chunk costs up to 3x more per design than the full ones.
+    - ``layout``: ``"minor"`` (default) evaluates each chunk with `minor_vmap`, which keeps
+      the designs axis last in every intermediate, where XLA's CPU loops vectorize; on
+      the bench cases it runs 1.3-3x faster than ``"major"``, a plain ``jax.vmap``
+      (designs axis first, the per-design [rows] axis innermost), with the same values
+      up to float rounding (benchmarks/RESULTS.md).
     """
     import math
 
     import jax
     import jax.numpy as jnp
 
+    from perfmodel._minor_vmap import minor_vmap
+
+    if layout not in ("minor", "major"):
+        raise ModelInputError(f"layout is {layout!r}; it must be 'minor' or 'major'.")
+    batched = minor_vmap(fn) if layout == "minor" else jax.vmap(fn)
     n = jax.tree.leaves(designs)[0].shape[0]
     if chunk is None or n <= chunk:
-        return jax.vmap(fn)(designs)
+        return batched(designs)
     chunks = math.ceil(n / chunk)
     # a multiple of the SIMD-friendly _CHUNK_ALIGN, so no fused loop has a ragged tail
     size = min(chunk, _CHUNK_ALIGN * math.ceil(n / chunks / _CHUNK_ALIGN))
@@ -90,5 +107,6 @@ def sweep(fn, designs, *, chunk: int | None = 8192):
     if pad:
         designs = jax.tree.map(
             lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), designs)
-    out = jax.lax.map(fn, designs, batch_size=size)
-    return jax.tree.map(lambda y: y[:n], out) if pad else out
+    designs = jax.tree.map(lambda x: x.reshape((chunks, size) + x.shape[1:]), designs)
+    out = jax.lax.map(batched, designs)
+    return jax.tree.map(lambda y: y.reshape((chunks * size,) + y.shape[2:])[:n], out)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import perfmodel as pm
-from perfmodel._bench import random_designs
+from perfmodel._bench import layout_agreement, random_designs
 from perfmodel.hardware._xpu import MATMUL_KINDS, MMA_M, SPLIT_K
 
 
@@ -225,9 +225,10 @@ def test_sweep_equals_vmap(n, chunk):
     got = jax.jit(lambda d: pm.sweep(vg, d, chunk=chunk))(designs)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         assert a.shape == b.shape
-        b = np.asarray(b)  # float32: a different fusion may round differently
-        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4,
-                                   atol=1e-6 * float(np.max(np.abs(b))))
+    # float32: another layout and fusion round differently; compared as elasticities
+    # (a capacity gradient is ~1e-22 s/B away from its bound, rounding noise either way)
+    agree = layout_agreement(got, want, designs)
+    assert agree["latency_rel"] < 1e-5 and agree["elasticity_abs"] < 1e-5, agree
 
 
 def test_dynamic_energy_leaves_static_out():
