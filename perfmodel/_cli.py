@@ -202,7 +202,8 @@ def _print_bench(r, a):
           f"{r['evals_per_s_chunked']:.3g})")
     agree = r["minor_vs_major"]
     print(f"  evaluations/s with grad  {r['evals_per_s_grad']:.3g}  "
-          f"(chunks of {r['chunk_grad']}; plain-vmap layout {r['evals_per_s_grad_major']:.3g},"
+          f"(chunks of {r['chunk_grad']}; plain vmap in chunks of {r['chunk_grad_major']} "
+          f"{r['evals_per_s_grad_major']:.3g},"
           f" agreeing to {agree['latency_rel']:.1g} in latency and "
           f"{agree['elasticity_abs']:.1g} in elasticities)")
     print(f"  jit compile              {r['compile_s']:.2f} s "

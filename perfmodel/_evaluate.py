@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from perfmodel._errors import ModelInputError
@@ -62,9 +64,9 @@ def evaluate(hardware: AbstractTarget, ops: Ops, mapping=None, *, hard: bool = F
 _CHUNK_ALIGN = 64
 
 
-def sweep(fn, designs, *, chunk: int | None = 8192, layout: str = "minor"):
-    """``jax.vmap(fn)(designs)`` evaluated in chunks of ``chunk`` designs, with the design
-    axis kept innermost in memory. Call it under ``jax.jit``.
+def sweep(fn, designs, *, chunk: int | None = None, layout: str = "minor"):
+    """``jax.vmap(fn)(designs)``, evaluated chunk by chunk with the designs axis kept
+    innermost in memory.
 
     **Main arguments:**
 
@@ -75,38 +77,112 @@ def sweep(fn, designs, *, chunk: int | None = 8192, layout: str = "minor"):
 
     **Other arguments:**
 
-    - ``chunk``: designs per vmapped chunk (None: one vmap). On CPU, one vmap over 1e5+
-      designs materializes every intermediate for all designs at once (memory-bound);
-      chunks of ~1e4 stay in cache. The designs are split into equal chunks of at most
-      ``chunk`` (padded with copies of the last design, whose results are dropped): a
-      ragged remainder chunk costs up to 3x more per design than the full ones.
     - ``layout``: ``"minor"`` (default) evaluates each chunk with `minor_vmap`, which keeps
       the designs axis last in every intermediate, where XLA's CPU loops vectorize; on
-      the bench cases it runs 1.3-3x faster than ``"major"``, a plain ``jax.vmap``
-      (designs axis first, the per-design [rows] axis innermost), with the same values
-      up to float rounding (benchmarks/RESULTS.md).
+      the bench cases it runs up to 3x faster than ``"major"``, a plain ``jax.vmap``
+      (designs axis first, the per-design [rows] axis innermost), with the same values to
+      float rounding (benchmarks/RESULTS.md).
+    - ``chunk``: designs per chunk (default 16384 for ``"minor"``, 8192 for ``"major"``;
+      None with ``"major"``: one vmap). One vmap over 1e5+ designs materializes every
+      intermediate for all of them (memory-bound); a chunk of ~1e4 stays in cache. The
+      last chunk is padded with copies of the last design, whose results are dropped.
+
+    How the chunks run: called on concrete arrays, ``"minor"`` jits one chunk's
+    evaluation (cached per ``fn`` and chunk size while ``fn`` lives: pass the same
+    function object to reuse the compilation) and dispatches the chunks one after
+    another, the fastest path. Under ``jax.jit`` the designs are traced: up to one chunk
+    is one `minor_vmap`; more run in a ``lax.map`` loop with the ``"major"`` layout, since
+    XLA's CPU emitter vectorizes the minor layout inside a loop body poorly (measured 3-4x
+    slower than the same chunk outside a loop; jax 0.10.2). ``"major"`` always loops with
+    ``lax.map``.
     """
-    import math
 
     import jax
-    import jax.numpy as jnp
 
     from perfmodel._minor_vmap import minor_vmap
 
     if layout not in ("minor", "major"):
         raise ModelInputError(f"layout is {layout!r}; it must be 'minor' or 'major'.")
-    batched = minor_vmap(fn) if layout == "minor" else jax.vmap(fn)
+    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise ModelInputError(f"chunk is {chunk!r}; it must be a positive integer or None.")
     n = jax.tree.leaves(designs)[0].shape[0]
+    if layout == "minor":
+        chunk = chunk or _MINOR_CHUNK
+        if not any_traced(designs):
+            return _sweep_dispatched(fn, designs, chunk)
+        if n <= chunk:
+            return minor_vmap(fn)(designs)
+        chunk = min(chunk, _MAJOR_CHUNK)
     if chunk is None or n <= chunk:
-        return batched(designs)
+        return jax.vmap(fn)(designs)
+    size, chunks = _chunking(n, chunk)
+    designs = _pad_designs(designs, chunks * size - n)
+    out = jax.lax.map(fn, designs, batch_size=size)
+    return jax.tree.map(lambda y: y[:n], out)
+
+
+#: Default chunk sizes of `sweep` per layout (designs); see benchmarks/RESULTS.md.
+_MINOR_CHUNK = 16384
+_MAJOR_CHUNK = 8192
+
+
+def _chunking(n: int, chunk: int) -> tuple[int, int]:
+    """(chunk size, number of chunks): equal chunks of at most ``chunk``, each a multiple
+    of the SIMD-friendly _CHUNK_ALIGN so no fused loop has a ragged tail."""
+    import math
+
     chunks = math.ceil(n / chunk)
-    # a multiple of the SIMD-friendly _CHUNK_ALIGN, so no fused loop has a ragged tail
     size = min(chunk, _CHUNK_ALIGN * math.ceil(n / chunks / _CHUNK_ALIGN))
-    chunks = math.ceil(n / size)
-    pad = chunks * size - n
-    if pad:
-        designs = jax.tree.map(
-            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), designs)
-    designs = jax.tree.map(lambda x: x.reshape((chunks, size) + x.shape[1:]), designs)
-    out = jax.lax.map(batched, designs)
-    return jax.tree.map(lambda y: y.reshape((chunks * size,) + y.shape[2:])[:n], out)
+    return size, math.ceil(n / size)
+
+
+def _pad_designs(designs, pad: int):
+    """``designs`` with ``pad`` copies of the last design appended."""
+    import jax
+    import jax.numpy as jnp
+
+    if not pad:
+        return designs
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]),
+                        designs)
+
+
+def _sweep_dispatched(fn, designs, chunk: int):
+    """`sweep` on concrete designs: one jitted `minor_vmap` chunk, dispatched per chunk."""
+    import jax
+    import jax.numpy as jnp
+
+    n = jax.tree.leaves(designs)[0].shape[0]
+    size, chunks = _chunking(n, chunk)
+    designs = _pad_designs(designs, chunks * size - n)
+    run = _jitted_chunk(fn, size)
+    outs = [run(designs, start) for start in range(0, chunks * size, size)]
+    if chunks == 1:
+        return jax.tree.map(lambda y: y[:n], outs[0])
+    return jax.tree.map(lambda *ys: jnp.concatenate(ys)[:n], *outs)
+
+
+def _jitted_chunk(fn, size: int):
+    """jit of: the ``size`` designs from ``start``, evaluated with `minor_vmap` (cached
+    per function and size while the function lives)."""
+    import jax
+
+    from perfmodel._minor_vmap import minor_vmap
+
+    try:
+        per_fn = _CHUNK_CACHE.setdefault(fn, {})
+    except TypeError:  # not hashable or weak-referenceable: no cache
+        per_fn = {}
+    if size not in per_fn:
+        batched = minor_vmap(fn)
+
+        def run(designs, start):
+            part = jax.tree.map(
+                lambda x: jax.lax.dynamic_slice_in_dim(x, start, size), designs)
+            return batched(part)
+
+        per_fn[size] = jax.jit(run)
+    return per_fn[size]
+
+
+_CHUNK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

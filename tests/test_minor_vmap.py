@@ -112,16 +112,40 @@ def test_gradients_through_minor_vmap():
     np.testing.assert_allclose(odd["a"], 3.0 * d["a"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("n,chunk", [(10, 4), (3, None)])
-def test_sweep_layouts_agree(n, chunk):
-    """`sweep` gives the same result in both layouts, chunked and not."""
+@pytest.mark.parametrize("n,chunk", [(10, 4), (3, None), (130, 64)])
+def test_sweep_paths_agree(n, chunk):
+    """`sweep` gives jax.vmap's result on each of its paths: concrete designs (one jitted
+    minor chunk dispatched per chunk, the last one padded), traced designs (one
+    minor_vmap, or a lax.map loop), and the major layout."""
     d = _designs(n)
-    major = jax.jit(lambda d: pm.sweep(_every_rule, d, chunk=chunk, layout="major"))(d)
-    minor = jax.jit(lambda d: pm.sweep(_every_rule, d, chunk=chunk))(d)
-    for k in major:
-        np.testing.assert_allclose(minor[k], major[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    want = jax.vmap(_every_rule)(d)
+    paths = {
+        "dispatched": pm.sweep(_every_rule, d, chunk=chunk),
+        "traced": jax.jit(lambda d: pm.sweep(_every_rule, d, chunk=chunk))(d),
+        "major": jax.jit(lambda d: pm.sweep(_every_rule, d, chunk=chunk, layout="major"))(d),
+    }
+    for path, got in paths.items():
+        for k in want:
+            assert got[k].shape == want[k].shape, (path, k)
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{path} {k}")
 
 
-def test_sweep_rejects_unknown_layout():
-    with pytest.raises(pm.ModelInputError, match="layout"):
-        pm.sweep(_every_rule, _designs(), layout="columns")
+def test_sweep_reuses_the_chunk_compilation():
+    """The dispatched path compiles once per function and chunk size."""
+    from perfmodel._evaluate import _CHUNK_CACHE
+
+    def f(p):
+        return p["a"] * 2.0
+
+    pm.sweep(f, _designs(10), chunk=4)
+    run = _CHUNK_CACHE[f][4]
+    pm.sweep(f, _designs(12), chunk=4)
+    assert _CHUNK_CACHE[f][4] is run and run._cache_size() == 1
+
+
+@pytest.mark.parametrize("kwargs,field", [({"layout": "columns"}, "layout"),
+                                          ({"chunk": 0}, "chunk")])
+def test_sweep_rejects_bad_options(kwargs, field):
+    with pytest.raises(pm.ModelInputError, match=field):
+        pm.sweep(_every_rule, _designs(), **kwargs)
