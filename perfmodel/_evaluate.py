@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import weakref
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from perfmodel._errors import ModelInputError
+from perfmodel._minor_vmap import minor_vmap
 from perfmodel._ops import Ops, _FLOAT_FIELDS
 from perfmodel._report import Report
 from perfmodel._target import AbstractTarget, any_traced
@@ -88,19 +93,14 @@ def sweep(fn, designs, *, chunk: int | None = None, layout: str = "minor"):
       last chunk is padded with copies of the last design, whose results are dropped.
 
     How the chunks run: called on concrete arrays, ``"minor"`` jits one chunk's
-    evaluation (cached per ``fn`` and chunk size while ``fn`` lives: pass the same
-    function object to reuse the compilation) and dispatches the chunks one after
+    evaluation (cached per ``fn``, chunk size and number of designs while ``fn``
+    lives: pass the same function object to reuse the compilation) and dispatches the chunks one after
     another, the fastest path. Under ``jax.jit`` the designs are traced: up to one chunk
     is one `minor_vmap`; more run in a ``lax.map`` loop with the ``"major"`` layout, since
     XLA's CPU emitter vectorizes the minor layout inside a loop body poorly (measured 3-4x
     slower than the same chunk outside a loop; jax 0.10.2). ``"major"`` always loops with
     ``lax.map``.
     """
-
-    import jax
-
-    from perfmodel._minor_vmap import minor_vmap
-
     if layout not in ("minor", "major"):
         raise ModelInputError(f"layout is {layout!r}; it must be 'minor' or 'major'.")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
@@ -129,8 +129,6 @@ _MAJOR_CHUNK = 8192
 def _chunking(n: int, chunk: int) -> tuple[int, int]:
     """(chunk size, number of chunks): equal chunks of at most ``chunk``, each a multiple
     of the SIMD-friendly _CHUNK_ALIGN so no fused loop has a ragged tail."""
-    import math
-
     chunks = math.ceil(n / chunk)
     size = min(chunk, _CHUNK_ALIGN * math.ceil(n / chunks / _CHUNK_ALIGN))
     return size, math.ceil(n / size)
@@ -138,9 +136,6 @@ def _chunking(n: int, chunk: int) -> tuple[int, int]:
 
 def _pad_designs(designs, pad: int):
     """``designs`` with ``pad`` copies of the last design appended."""
-    import jax
-    import jax.numpy as jnp
-
     if not pad:
         return designs
     return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]),
@@ -148,27 +143,29 @@ def _pad_designs(designs, pad: int):
 
 
 def _sweep_dispatched(fn, designs, chunk: int):
-    """`sweep` on concrete designs: one jitted `minor_vmap` chunk, dispatched per chunk."""
-    import jax
-    import jax.numpy as jnp
-
+    """`sweep` on concrete designs: one jitted `minor_vmap` chunk, dispatched per chunk.
+    The last chunk ends at the last design (overlapping the one before it) rather than
+    being padded, and the results are joined in one jitted call: per-leaf eager
+    padding and joining cost more than the model on this path."""
     n = jax.tree.leaves(designs)[0].shape[0]
+    if n <= chunk:
+        return _jitted_chunk(fn, n)(designs, 0)
     size, chunks = _chunking(n, chunk)
-    designs = _pad_designs(designs, chunks * size - n)
+    starts = [i * size for i in range(chunks - 1)] + [n - size]
     run = _jitted_chunk(fn, size)
-    outs = [run(designs, start) for start in range(0, chunks * size, size)]
-    if chunks == 1:
-        return jax.tree.map(lambda y: y[:n], outs[0])
-    return jax.tree.map(lambda *ys: jnp.concatenate(ys)[:n], *outs)
+    return _join(tuple(run(designs, s) for s in starts), chunks * size - n)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _join(outs, overlap: int):
+    """Chunk results joined along the designs axis, dropping the first ``overlap``
+    results of the last chunk (already in the one before it)."""
+    return jax.tree.map(lambda *ys: jnp.concatenate(ys[:-1] + (ys[-1][overlap:],)), *outs)
 
 
 def _jitted_chunk(fn, size: int):
     """jit of: the ``size`` designs from ``start``, evaluated with `minor_vmap` (cached
     per function and size while the function lives)."""
-    import jax
-
-    from perfmodel._minor_vmap import minor_vmap
-
     try:
         per_fn = _CHUNK_CACHE.setdefault(fn, {})
     except TypeError:  # not hashable or weak-referenceable: no cache

@@ -132,16 +132,18 @@ def test_sweep_paths_agree(n, chunk):
 
 
 def test_sweep_reuses_the_chunk_compilation():
-    """The dispatched path compiles once per function and chunk size."""
+    """The dispatched path compiles once per function, chunk size and number of designs:
+    new values of the same shape reuse it."""
     from perfmodel._evaluate import _CHUNK_CACHE
 
     def f(p):
         return p["a"] * 2.0
 
-    pm.sweep(f, _designs(10), chunk=4)
+    first = pm.sweep(f, _designs(10), chunk=4)
     run = _CHUNK_CACHE[f][4]
-    pm.sweep(f, _designs(12), chunk=4)
+    second = pm.sweep(f, jax.tree.map(lambda x: x + 1.0, _designs(10)), chunk=4)
     assert _CHUNK_CACHE[f][4] is run and run._cache_size() == 1
+    np.testing.assert_allclose(second, first + 2.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,field", [({"layout": "columns"}, "layout"),
