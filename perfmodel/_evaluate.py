@@ -93,13 +93,14 @@ def sweep(fn, designs, *, chunk: int | None = None, layout: str = "minor"):
       last chunk is padded with copies of the last design, whose results are dropped.
 
     How the chunks run: called on concrete arrays, ``"minor"`` jits one chunk's
-    evaluation (cached per ``fn``, chunk size and number of designs while ``fn``
-    lives: pass the same function object to reuse the compilation) and dispatches the chunks one after
-    another, the fastest path. Under ``jax.jit`` the designs are traced: up to one chunk
-    is one `minor_vmap`; more run in a ``lax.map`` loop with the ``"major"`` layout, since
-    XLA's CPU emitter vectorizes the minor layout inside a loop body poorly (measured 3-4x
-    slower than the same chunk outside a loop; jax 0.10.2). ``"major"`` always loops with
-    ``lax.map``.
+    evaluation (cached per ``fn`` and chunk shape while ``fn`` lives: pass the same
+    function object to reuse the compilation), cuts the designs into chunk buffers and
+    dispatches the chunks one after another, the fastest path. Under ``jax.jit`` the
+    designs are traced: up to one chunk is one `minor_vmap`; more run in a ``lax.map``
+    loop with the ``"major"`` layout, because a loop body reads its chunk as a dynamic
+    slice fused into the evaluation, which XLA's CPU emitter vectorizes poorly in the
+    minor layout (3-4x slower than the same chunk as its own buffer; jax 0.10.2).
+    ``"major"`` always loops with ``lax.map``.
     """
     if layout not in ("minor", "major"):
         raise ModelInputError(f"layout is {layout!r}; it must be 'minor' or 'major'.")
@@ -144,16 +145,26 @@ def _pad_designs(designs, pad: int):
 
 def _sweep_dispatched(fn, designs, chunk: int):
     """`sweep` on concrete designs: one jitted `minor_vmap` chunk, dispatched per chunk.
-    The last chunk ends at the last design (overlapping the one before it) rather than
-    being padded, and the results are joined in one jitted call: per-leaf eager
-    padding and joining cost more than the model on this path."""
+
+    The chunks are cut in one jitted call into separate buffers, the last one ending at
+    the last design (overlapping the one before it rather than padded), and the results
+    are joined in one jitted call: per-leaf eager slicing and joining cost more than the
+    model here, and a chunk sliced inside the evaluation (a fused dynamic-slice) ran 3x
+    slower than the same chunk as its own buffer."""
     n = jax.tree.leaves(designs)[0].shape[0]
+    run = _jitted_chunk(fn)
     if n <= chunk:
-        return _jitted_chunk(fn, n)(designs, 0)
+        return run(designs)
     size, chunks = _chunking(n, chunk)
-    starts = [i * size for i in range(chunks - 1)] + [n - size]
-    run = _jitted_chunk(fn, size)
-    return _join(tuple(run(designs, s) for s in starts), chunks * size - n)
+    starts = tuple(i * size for i in range(chunks - 1)) + (n - size,)
+    return _join(tuple(run(part) for part in _split(designs, starts, size)),
+                 chunks * size - n)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _split(designs, starts: tuple, size: int):
+    """``designs`` cut into chunks of ``size`` from each of ``starts``."""
+    return tuple(jax.tree.map(lambda x: x[s:s + size], designs) for s in starts)
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -163,23 +174,15 @@ def _join(outs, overlap: int):
     return jax.tree.map(lambda *ys: jnp.concatenate(ys[:-1] + (ys[-1][overlap:],)), *outs)
 
 
-def _jitted_chunk(fn, size: int):
-    """jit of: the ``size`` designs from ``start``, evaluated with `minor_vmap` (cached
-    per function and size while the function lives)."""
+def _jitted_chunk(fn):
+    """``jax.jit(minor_vmap(fn))``, cached per function while it lives."""
     try:
-        per_fn = _CHUNK_CACHE.setdefault(fn, {})
+        run = _CHUNK_CACHE.get(fn)
     except TypeError:  # not hashable or weak-referenceable: no cache
-        per_fn = {}
-    if size not in per_fn:
-        batched = minor_vmap(fn)
-
-        def run(designs, start):
-            part = jax.tree.map(
-                lambda x: jax.lax.dynamic_slice_in_dim(x, start, size), designs)
-            return batched(part)
-
-        per_fn[size] = jax.jit(run)
-    return per_fn[size]
+        return jax.jit(minor_vmap(fn))
+    if run is None:
+        run = _CHUNK_CACHE[fn] = jax.jit(minor_vmap(fn))
+    return run
 
 
 _CHUNK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

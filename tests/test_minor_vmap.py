@@ -132,17 +132,18 @@ def test_sweep_paths_agree(n, chunk):
 
 
 def test_sweep_reuses_the_chunk_compilation():
-    """The dispatched path compiles once per function, chunk size and number of designs:
-    new values of the same shape reuse it."""
+    """The dispatched path compiles once per function and chunk shape: new values, and
+    another number of designs cut into chunks of the same size, reuse it."""
     from perfmodel._evaluate import _CHUNK_CACHE
 
     def f(p):
         return p["a"] * 2.0
 
-    first = pm.sweep(f, _designs(10), chunk=4)
-    run = _CHUNK_CACHE[f][4]
-    second = pm.sweep(f, jax.tree.map(lambda x: x + 1.0, _designs(10)), chunk=4)
-    assert _CHUNK_CACHE[f][4] is run and run._cache_size() == 1
+    first = pm.sweep(f, _designs(12), chunk=4)
+    run = _CHUNK_CACHE[f]
+    second = pm.sweep(f, jax.tree.map(lambda x: x + 1.0, _designs(12)), chunk=4)
+    pm.sweep(f, _designs(16), chunk=4)
+    assert _CHUNK_CACHE[f] is run and run._cache_size() == 1
     np.testing.assert_allclose(second, first + 2.0, rtol=1e-6)
 
 
