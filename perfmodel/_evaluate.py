@@ -106,7 +106,11 @@ def sweep(fn, designs, *, chunk: int | None = None, layout: str = "minor"):
         raise ModelInputError(f"layout is {layout!r}; it must be 'minor' or 'major'.")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise ModelInputError(f"chunk is {chunk!r}; it must be a positive integer or None.")
-    n = jax.tree.leaves(designs)[0].shape[0]
+    leaves = jax.tree.leaves(designs)
+    if not leaves or np.ndim(leaves[0]) == 0:
+        raise ModelInputError(
+            "designs must hold at least one array with a leading designs axis.")
+    n = leaves[0].shape[0]
     if layout == "minor":
         chunk = chunk or _MINOR_CHUNK
         if not any_traced(designs):

@@ -61,26 +61,18 @@ def minor_vmap(fn):
         leaves, treedef = jax.tree.flatten(designs)
         if not leaves:
             raise ValueError("minor_vmap needs at least one array leaf to batch over.")
-        minor = [jnp.moveaxis(jnp.asarray(x), 0, -1) for x in leaves]
-        outs, out_tree = minor_apply(fn, treedef, minor)
-        return jax.tree.unflatten(out_tree, [jnp.moveaxis(x, -1, 0) for x in outs])
+        n = int(np.shape(leaves[0])[0])
+        one = jax.tree.unflatten(
+            treedef, [jax.ShapeDtypeStruct(np.shape(x)[1:], jnp.result_type(x))
+                      for x in leaves])
+        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(one)
+        args = [(jnp.moveaxis(jnp.asarray(x), 0, -1), True) for x in leaves]
+        outs = _eval_jaxpr(closed.jaxpr, closed.consts, args, n)
+        outs = [jnp.moveaxis(x, -1, 0) if b else jnp.broadcast_to(x, (n,) + np.shape(x))
+                for x, b in outs]
+        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
 
     return batched
-
-
-def minor_apply(fn, treedef, leaves):
-    """``fn`` applied to designs held in minor layout: ``leaves`` (of ``treedef``), each
-    with the designs axis last. Returns (output leaves, designs axis last; their
-    treedef)."""
-    n = int(np.shape(leaves[0])[-1])
-    one = jax.tree.unflatten(
-        treedef, [jax.ShapeDtypeStruct(np.shape(x)[:-1], jnp.result_type(x))
-                  for x in leaves])
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(one)
-    outs = _eval_jaxpr(closed.jaxpr, closed.consts, [(x, True) for x in leaves], n)
-    outs = [x if b else jnp.broadcast_to(jnp.asarray(x)[..., None], np.shape(x) + (n,))
-            for x, b in outs]
-    return outs, jax.tree.structure(out_shape)
 
 
 def _eval_jaxpr(jaxpr, consts, args, n):
@@ -108,6 +100,7 @@ def _eval_jaxpr(jaxpr, consts, args, n):
 
 
 def _batched_eqn(eqn, ins, n):
+    """One equation with at least one batched input; (value, batched) outputs."""
     prim, params = eqn.primitive, eqn.params
     name = prim.name
     if name in _INLINE_CALLS and "jaxpr" in params:

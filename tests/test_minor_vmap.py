@@ -148,7 +148,11 @@ def test_sweep_reuses_the_chunk_compilation():
 
 
 @pytest.mark.parametrize("kwargs,field", [({"layout": "columns"}, "layout"),
-                                          ({"chunk": 0}, "chunk")])
-def test_sweep_rejects_bad_options(kwargs, field):
+                                          ({"chunk": 0}, "chunk"),
+                                          ({"designs": {}}, "designs"),
+                                          ({"designs": {"a": 1.0}}, "designs")])
+def test_sweep_rejects_bad_input(kwargs, field):
+    """One sentence naming the argument, not a trace from inside JAX."""
+    kwargs = {"designs": _designs(), **kwargs}
     with pytest.raises(pm.ModelInputError, match=field):
-        pm.sweep(_every_rule, _designs(), **kwargs)
+        pm.sweep(_every_rule, **kwargs)
