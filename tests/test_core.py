@@ -207,7 +207,7 @@ def test_offload_tier_used_when_model_does_not_fit():
     assert float(rep.latency) > 10 * float(fits.latency)
 
 
-@pytest.mark.parametrize("n,chunk", [(12, 4), (10, 4), (3, 4), (7, None), (9, 8)])
+@pytest.mark.parametrize("n,chunk", [(10, 4), (7, None)])
 def test_sweep_equals_vmap(n, chunk):
     """`sweep` (equal chunks, padded with the last design, padding dropped) returns what
     one vmap returns, for pytree inputs and outputs (value and gradient)."""
