@@ -89,15 +89,16 @@ def sweep(fn, designs, *, chunk: int | None = None, layout: str = "minor"):
       float rounding (benchmarks/RESULTS.md).
     - ``chunk``: designs per chunk (default 16384 for ``"minor"``, 8192 for ``"major"``;
       None with ``"major"``: one vmap). One vmap over 1e5+ designs materializes every
-      intermediate for all of them (memory-bound); a chunk of ~1e4 stays in cache. The
-      last chunk is padded with copies of the last design, whose results are dropped.
+      intermediate for all of them (memory-bound); a chunk of ~1e4 stays in cache. A
+      ragged last chunk overlaps the one before it (concrete designs) or is padded with
+      copies of the last design (traced); the extra results are dropped.
 
     How the chunks run: called on concrete arrays, ``"minor"`` jits one chunk's
     evaluation (cached per ``fn`` and chunk shape while ``fn`` lives: pass the same
     function object to reuse the compilation), cuts the designs into chunk buffers and
     dispatches the chunks one after another, the fastest path. Under ``jax.jit`` the
     designs are traced: up to one chunk is one `minor_vmap`; more run in a ``lax.map``
-    loop with the ``"major"`` layout, because a loop body reads its chunk as a dynamic
+    loop with the ``"major"`` layout (chunks of at most 8192), because a loop body reads its chunk as a dynamic
     slice fused into the evaluation, which XLA's CPU emitter vectorizes poorly in the
     minor layout (3-4x slower than the same chunk as its own buffer; jax 0.10.2).
     ``"major"`` always loops with ``lax.map``.
