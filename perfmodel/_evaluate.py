@@ -98,9 +98,10 @@ def sweep(fn, designs, *, chunk: int | None = None, layout: str = "minor"):
     function object to reuse the compilation), cuts the designs into chunk buffers and
     dispatches the chunks one after another, the fastest path. Under ``jax.jit`` the
     designs are traced: up to one chunk is one `minor_vmap`; more run in a ``lax.map``
-    loop with the ``"major"`` layout (chunks of at most 8192), because a loop body reads its chunk as a dynamic
-    slice fused into the evaluation, which XLA's CPU emitter vectorizes poorly in the
-    minor layout (3-4x slower than the same chunk as its own buffer; jax 0.10.2).
+    loop with the ``"major"`` layout (chunks of at most 8192), because a loop body reads
+    its chunk as a dynamic slice fused into the evaluation, which XLA's CPU emitter
+    vectorizes poorly in the minor layout (3-4x slower than the same chunk as its own
+    buffer; jax 0.10.2).
     ``"major"`` always loops with ``lax.map``.
     """
     if layout not in ("minor", "major"):
