@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -94,8 +93,8 @@ def sweep(fn, designs, *, chunk: int | None = None, layout: str = "minor"):
       copies of the last design (traced); the extra results are dropped.
 
     How the chunks run: called on concrete arrays, ``"minor"`` jits one chunk's
-    evaluation (cached per ``fn`` and chunk shape while ``fn`` lives: pass the same
-    function object to reuse the compilation), cuts the designs into chunk buffers and
+    evaluation (kept for the last 16 functions, per chunk shape: pass the same function
+    object to reuse the compilation), cuts the designs into chunk buffers and
     dispatches the chunks one after another, the fastest path. Under ``jax.jit`` the
     designs are traced: up to one chunk is one `minor_vmap`; more run in a ``lax.map``
     loop with the ``"major"`` layout (chunks of at most 8192), because a loop body reads
@@ -181,14 +180,19 @@ def _join(outs, overlap: int):
 
 
 def _jitted_chunk(fn):
-    """``jax.jit(minor_vmap(fn))``, cached per function while it lives."""
+    """``jax.jit(minor_vmap(fn))``, reused for the same function object (the last
+    _CHUNK_CACHE_SIZE functions; a function that cannot be hashed is not cached)."""
     try:
-        run = _CHUNK_CACHE.get(fn)
-    except TypeError:  # not hashable or weak-referenceable: no cache
+        return _jitted_chunk_cached(fn)
+    except TypeError:
         return jax.jit(minor_vmap(fn))
-    if run is None:
-        run = _CHUNK_CACHE[fn] = jax.jit(minor_vmap(fn))
-    return run
 
 
-_CHUNK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Functions whose compiled chunk `sweep` keeps. A bounded LRU, not a weak-keyed cache:
+#: the compiled chunk refers to its function, so a weak key would never be freed.
+_CHUNK_CACHE_SIZE = 16
+
+
+@functools.lru_cache(maxsize=_CHUNK_CACHE_SIZE)
+def _jitted_chunk_cached(fn):
+    return jax.jit(minor_vmap(fn))

@@ -138,16 +138,16 @@ def test_sweep_paths_agree(n, chunk):
 def test_sweep_reuses_the_chunk_compilation():
     """The dispatched path compiles once per function and chunk shape: new values, and
     another number of designs cut into chunks of the same size, reuse it."""
-    from perfmodel._evaluate import _CHUNK_CACHE
+    from perfmodel._evaluate import _jitted_chunk
 
     def f(p):
         return p["a"] * 2.0
 
     first = pm.sweep(f, _designs(12), chunk=4)
-    run = _CHUNK_CACHE[f]
+    run = _jitted_chunk(f)
     second = pm.sweep(f, jax.tree.map(lambda x: x + 1.0, _designs(12)), chunk=4)
     pm.sweep(f, _designs(16), chunk=4)
-    assert _CHUNK_CACHE[f] is run and run._cache_size() == 1
+    assert _jitted_chunk(f) is run and run._cache_size() == 1
     np.testing.assert_allclose(second, first + 2.0, rtol=1e-6)
 
 
