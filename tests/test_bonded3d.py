@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 import perfmodel as pm
-from perfmodel.fit import _claims
+from claim_cache import ROWS, claim_result
 from perfmodel.hardware._bonded3d import Bonded3D, harmonic, zipf_hit_rate
 from perfmodel.workloads._speculative import expected_tokens
 
-CLAIMS = {r["id"]: r for r in _claims.load_claims(_claims.CLAIMS_DIR / "bonded3d.csv")}
+CLAIMS = {i: r for i, r in ROWS.items() if r["file"] == "bonded3d.csv"}
 HW = pm.hardware.preset("elmoe-3d")
 MOE = pm.workloads.preset("qwen3-30b-a3b")
 OPS = MOE.decode(4.0, 1024.0, wbits=8.0)
 
 
 def _claim(cid):
-    res = _claims.evaluate_claim(CLAIMS[cid])
+    res = claim_result(cid)
     print(f"{cid}: published {res['published']} predicted {res['predicted']:.3f} "
           f"error {res['rel_error']:+.1%} (tolerance {res['tolerance']:.0%})")
     return res

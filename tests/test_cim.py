@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import perfmodel as pm
-from perfmodel.fit._claims import evaluate_claim, load_claims
+from claim_cache import ROWS, claim_result
 from perfmodel.hardware._cim import CIM
 
-CLAIMS = {r["id"]: r for r in load_claims() if r["file"] == "cim.csv"}
+CLAIMS = {i: r for i, r in ROWS.items() if r["file"] == "cim.csv"}
 
 #: The EdgeCIM paper's 12 small language models (arXiv:2604.11512, abstract).
 EDGECIM_SLMS = ("tinyllama-1.1b", "llama-3.2-1b", "llama-3.2-3b", "phi-3.5-mini",
@@ -39,7 +39,7 @@ def llama1b_ops():
 
 
 def _claim(cid):
-    r = evaluate_claim(CLAIMS[cid])
+    r = claim_result(cid)
     print(f"{cid}: published {r['published']:.5g}, predicted {r['predicted']:.5g}, "
           f"error {100 * r['rel_error']:+.1f}% (tolerance {100 * r['tolerance']:.0f}%)")
     assert not r["known_miss"]

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 import perfmodel as pm
-from fit._claims import evaluate_claim, load_claims
+from claim_cache import ROWS, claim_result
 from perfmodel import ModelInputError
 from perfmodel._bench import random_designs
 from perfmodel.hardware._dram_pim import ENERGY_COMPONENTS, DramPim, DramPimMapping
 
 PRESETS = ["hbm-pim", "hbm-pim-x4", "aim", "pim-gpt", "attacc-pim-bank", "attacc-pim-bg",
            "attacc-pim-buffer", "duplex-logic-pim"]
-CLAIMS = {c["id"]: c for c in load_claims() if c["file"] == "dram_pim.csv"}
+CLAIMS = {i: r for i, r in ROWS.items() if r["file"] == "dram_pim.csv"}
 
 
 def _ops(name="gpt2", batch=1.0, context=512.0):
@@ -35,7 +35,7 @@ def _ops(name="gpt2", batch=1.0, context=512.0):
 @pytest.mark.parametrize("claim_id", sorted(CLAIMS))
 def test_claim(claim_id):
     row = CLAIMS[claim_id]
-    res = evaluate_claim(row)
+    res = claim_result(claim_id)
     print(f"{claim_id}: predicted {res['predicted']:.4g} vs published {res['published']:.4g} "
           f"({res['rel_error']:+.1%}, tolerance {res['tolerance']:.0%})")
     if not row["known_miss"]:

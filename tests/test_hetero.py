@@ -11,20 +11,14 @@ import numpy as np
 import pytest
 
 import perfmodel as pm
+from claim_cache import claim_result
 
 SYSTEMS = ("neupims", "neupims-blocked", "attacc", "duplex", "duplex-pe")
 
 
-@pytest.fixture(scope="module")
-def claims():
-    from perfmodel.fit._claims import CLAIMS_DIR
-
-    return {r["id"]: r for r in pm.fit.reproduce(path=CLAIMS_DIR / "hetero.csv")}
-
-
-def test_neupims_over_npu_only(claims):
+def test_neupims_over_npu_only():
     """NeuPIMs' 2.4x over NPU-only: predicted 2.29x at batch 512 (-4.6%, tolerance 20%)."""
-    r = claims["neupims-vs-npu-only"]
+    r = claim_result("neupims-vs-npu-only")
     assert abs(r["rel_error"]) <= r["tolerance"], r
 
 
@@ -36,10 +30,10 @@ def test_neupims_over_npu_only(claims):
     ("attacc-energy", 1.2, 2.67),        # dynamic energy: 1.62x vs 2.67x (-39.5%)
     ("duplex-bankpim-b32-4096", 1.1, 2.17),  # 1.35x vs 2.17x (-37.7%)
 ])
-def test_known_misses_keep_direction(claims, claim_id, lo, hi):
+def test_known_misses_keep_direction(claim_id, lo, hi):
     """The missed headlines still show the published direction (a gain > 1, below the
     published figure): if one of these moves out of its band, the model changed."""
-    r = claims[claim_id]
+    r = claim_result(claim_id)
     assert r["known_miss"]
     assert lo <= r["predicted"] <= hi, r
 

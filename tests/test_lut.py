@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 import perfmodel as pm
-from fit._claims import evaluate_claim, load_claims
+from claim_cache import ROWS, claim_result
 from perfmodel.hardware._lut import HOROWITZ_AREA_UM2, LUTMapping
 
-CLAIMS = {r["id"]: r for r in load_claims("fit/data/claims/lut.csv")}
+CLAIMS = {i: r for i, r in ROWS.items() if r["file"] == "lut.csv"}
 
 
 def _claim(cid):
-    res = evaluate_claim(CLAIMS[cid])
+    res = claim_result(cid)
     print(f"{cid}: published {res['published']:.4g}, predicted {res['predicted']:.4g}, "
           f"error {res['rel_error']:+.1%} (tolerance {res['tolerance']:.0%})")
     return res

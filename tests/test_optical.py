@@ -9,7 +9,7 @@ import pytest
 
 import perfmodel as pm
 from perfmodel import ModelInputError
-from perfmodel.fit._claims import evaluate_claim, load_claims
+from claim_cache import claim_result
 from perfmodel.hardware._optical import OpticalAccelerator, OpticalMapping, snr_bits
 
 
@@ -23,16 +23,11 @@ def r50():
     return pm.workloads.preset("resnet-50").inference(1.0, wbits=8.0, abits=8.0)
 
 
-def _claim(cid):
-    row = next(r for r in load_claims() if r["id"] == cid)
-    return evaluate_claim(row)
-
-
 def test_opima_throughput_headline():
     """OPIMA 2.98x throughput over the prior photonic PIM (mean over ResNet-18/50,
     VGG-16, batch 1, 8-bit), tolerance 20 %. Measured: 2.98x (error 0.0 %; the baseline
     memory bandwidth is fitted to this claim). Per workload: 2.18x / 2.02x / 4.74x."""
-    res = _claim("opima-throughput-vs-photonic-pim")
+    res = claim_result("opima-throughput-vs-photonic-pim")
     print("throughput", res["predicted"], res["rel_error"])
     assert abs(res["rel_error"]) <= 0.20
 
@@ -41,7 +36,7 @@ def test_opima_energy_headline():
     """OPIMA 137x energy efficiency over the prior photonic PIM, tolerance 20 %.
     Measured: 137x (error 0.0 %; the baseline PCM write energy per cell, 2.3 nJ, is
     fitted to this claim). Per workload: 121x / 86x / 204x."""
-    res = _claim("opima-energy-vs-photonic-pim")
+    res = claim_result("opima-energy-vs-photonic-pim")
     print("energy", res["predicted"], res["rel_error"])
     assert abs(res["rel_error"]) <= 0.20
 
