@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (only Python >= 3.10 and pip needed):
 #   make demo   - Llama-2-7B on A100 / H100 / Arm CPU: table + out/roofline.png
-#   make test   - the whole test suite (about 3-5 minutes on 2 cores)
+#   make test   - the whole test suite (about 8 minutes on 2 cores; 5 with a warm compile cache)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
