@@ -139,7 +139,7 @@ def cmd_predict(a):
 def cmd_reproduce(a):
     from perfmodel.fit import reproduce
 
-    rows = reproduce(a.system)
+    rows = reproduce(a.system, progress=_progress_line if sys.stderr.isatty() else None)
     if a.json:
         keys = ("id", "system", "baseline", "workload", "metric", "published", "predicted",
                 "rel_error", "tolerance", "passed", "known_miss", "source", "cases")
@@ -157,6 +157,13 @@ def cmd_reproduce(a):
               f"  {flag}")
     print(f"{sum(r['passed'] for r in rows)} passed, {sum(not r['passed'] for r in rows)} "
           "outside tolerance")
+
+
+def _progress_line(done, total, label):
+    """One overwritten stderr line: ``[done/total] label`` (a terminal only)."""
+    end = "\n" if done == total else ""
+    sys.stderr.write(f"\r\033[K[{done}/{total}] {label}{end}")
+    sys.stderr.flush()
 
 
 def cmd_calibrate(a):

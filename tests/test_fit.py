@@ -127,3 +127,12 @@ def test_length_lists_are_zipped():
     assert len({round(c["value"], 9) for c in cases}) == 4
     with pytest.raises(pm.ModelInputError, match="same length"):
         evaluate_claim(dict(row, generate="32|16|8"))
+
+
+def test_reproduce_reports_progress():
+    """`reproduce(progress=...)` is called once per claim, in order, ending at total."""
+    calls = []
+    rows = pm.fit.reproduce("a100-80gb", progress=lambda *c: calls.append(c))
+    assert [c[0] for c in calls] == list(range(1, len(rows) + 1))
+    assert {c[1] for c in calls} == {len(rows)}
+    assert [c[2] for c in calls] == [r["id"] for r in rows]
