@@ -33,6 +33,15 @@ run on the ``low`` unit at the same time, k chosen to finish first:
 modes: continuous, with kinks where two candidates tie, like the xPU's split-K). In
 blocked mode the row then takes t_co instead of the sum of the two shares.
 
+Proportional split (``split_kinds``, either mode, two units; AttAcc's FF split): a row
+of those kinds is divided between ``high`` and ``low`` so both shares finish together,
+
+    f[r] = t[r, high] / (t[r, high] + t[r, low])        (the low unit's share)
+    t_split[r] = t[r, high] t[r, low] / (t[r, high] + t[r, low])
+
+(work assumed linear in the share; smooth, and exact in both modes). Each unit is busy
+t_split on the row, so in concurrent mode the low unit's share adds to its own stream.
+
 ``max`` is `perfmodel.smooth_maximum` (exact with ``hard=True``). Placement policies
 (the default mapping; a `Placement` of logits overrides them):
 
@@ -116,6 +125,7 @@ class System(AbstractTarget):
     high_unit: str = eqx.field(static=True, default="")
     low_kinds: tuple[str, ...] = eqx.field(static=True, default=())
     co_kinds: tuple[str, ...] = eqx.field(static=True, default=())
+    split_kinds: tuple[str, ...] = eqx.field(static=True, default=())
     sub_batches: int = eqx.field(static=True, default=2)
     shared_memory: bool = eqx.field(static=True, default=False)
     title: str = eqx.field(static=True, default="")
@@ -158,6 +168,15 @@ class System(AbstractTarget):
                 f"named by placement.low and placement.high (mode = {self.mode!r}, "
                 f"{len(self.units)} units); co-processing inside the sub-batch overlap of "
                 f"concurrent mode is not modelled.")
+        for k in self.split_kinds:
+            if k not in MATMUL_KINDS or k in self.co_kinds:
+                raise ModelInputError(
+                    f"{self.name}: placement.split_kinds holds {k!r}, which is not a matmul "
+                    f"kind or is also in co_kinds; valid: {sorted(MATMUL_KINDS)}.")
+        if self.split_kinds and (len(self.units) != 2 or self.low_unit == self.high_unit):
+            raise ModelInputError(
+                f"{self.name}: placement.split_kinds needs two units named by "
+                f"placement.low and placement.high ({len(self.units)} units).")
         if ops is None:
             for unit in self.units:
                 unit.check()
@@ -325,13 +344,27 @@ class System(AbstractTarget):
         return rows if all(len(r) for r in rows) else None
 
     def _co_rows(self, ops: Ops):
-        """Static indices of the rows split between the two units (``co_kinds``)."""
-        return np.flatnonzero([k in self.co_kinds for k in ops.kinds])
+        """Static indices of the rows split between the two units (``co_kinds`` and
+        ``split_kinds``)."""
+        return np.flatnonzero([k in self.co_kinds or k in self.split_kinds
+                               for k in ops.kinds])
 
     def _co_process(self, ops: Ops, p, t):
         """(placement with the co rows' shares, [rows] seconds per instance that
         co-processing saves against running the two shares one after the other)."""
         idx = self._co_rows(ops)
+        lo, hi = self.unit_names.index(self.low_unit), self.unit_names.index(self.high_unit)
+        split = np.array([ops.kinds[i] in self.split_kinds for i in idx])
+        if split.all():  # proportional split only: no static candidates needed
+            t_hi, t_lo = t[idx, hi], t[idx, lo]
+            f = t_lo / (t_hi + t_lo)  # the high unit's share
+            p = p.at[idx, hi].set(f).at[idx, lo].set(1.0 - f)
+            saving = jnp.zeros(ops.rows, t.dtype).at[idx].set(f * t_hi)  # serial - t_split
+            return p, saving
+        if split.any():
+            raise ModelInputError(
+                f"{self.name}: a workload with rows of both placement.co_kinds and "
+                "placement.split_kinds is not supported; use one of them.")
         try:
             groups = np.asarray(ops.groups)[idx]
         except jax.errors.TracerArrayConversionError:
@@ -341,7 +374,6 @@ class System(AbstractTarget):
                 "jit/vmap over designs, not over ops.") from None
         g = np.maximum(np.round(groups), 1.0)
         share = np.minimum(np.arange(int(g.max()) + 1)[None, :] / g[:, None], 1.0)
-        lo, hi = self.unit_names.index(self.low_unit), self.unit_names.index(self.high_unit)
         t_hi, t_lo = t[idx, hi], t[idx, lo]
         cand = jnp.maximum(share * t_hi[:, None], (1.0 - share) * t_lo[:, None])
         f = jnp.take_along_axis(jnp.asarray(share, t.dtype),
@@ -366,7 +398,7 @@ class System(AbstractTarget):
                                               hard=hard, static_rows=rows)
         c = ops.count
         saving = None
-        if self.co_kinds and self._co_rows(ops).size:
+        if (self.co_kinds or self.split_kinds) and self._co_rows(ops).size:
             p, saving = self._co_process(ops, p, t)
             blocks = None  # the shares changed: sum the busy table
         switch = 1.0 - jnp.sum(p * jnp.roll(p, 1, axis=0), axis=1)
@@ -449,7 +481,7 @@ def from_spec(data: dict, label: str) -> System:
     placement = r.section("placement", required=False) or {}
     kind_units = tuple((k, str(r.raw("placement", k))) for k in placement
                        if k not in ("default", "low", "high", "threshold", "low_kinds",
-                                    "co_kinds"))
+                                    "co_kinds", "split_kinds"))
     system = System(
         units=tuple(units),
         link_bandwidth=jnp.asarray(r.number("link", "bandwidth", unit="_GB_s")),
@@ -465,6 +497,7 @@ def from_spec(data: dict, label: str) -> System:
         high_unit=str(r.raw("placement", "high", default=names[0])),
         low_kinds=tuple(str(k) for k in r.raw("placement", "low_kinds", default=[])),
         co_kinds=tuple(str(k) for k in r.raw("placement", "co_kinds", default=[])),
+        split_kinds=tuple(str(k) for k in r.raw("placement", "split_kinds", default=[])),
         sub_batches=int(r.number("system", "sub_batches", default=2.0, lo=1.0)),
         shared_memory=bool(r.raw("system", "shared_memory", default=False)),
         **r.identity(),

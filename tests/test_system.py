@@ -305,6 +305,51 @@ def test_co_processing_bad_input(moe_ops):
             placement={"low": "aux", "high": "gpu", "co_kinds": ["moe_up"]}))
 
 
+@pytest.mark.parametrize("mode", ["blocked", "concurrent"])
+def test_proportional_split(ops, mode):
+    """split_kinds (AttAcc's FF split): an FF row is divided so both units finish
+    together, t_split = t_high t_low / (t_high + t_low), each unit busy t_split on it;
+    in blocked mode the step is never slower than without the split; gradients finite."""
+    def system(**placement):
+        return pm.hardware.from_spec(toy_spec(
+            system={"policy": "op_per_byte", "mode": mode},
+            placement={"low": "aux", "high": "gpu", "threshold": 4.0,
+                       "low_kinds": ["attn_fused", "attn_score", "attn_value"],
+                       **placement}))
+    plain, split = system(), system(split_kinds=["ffn_up", "ffn_down"])
+    hi, lo = split.unit_names.index("gpu"), split.unit_names.index("aux")
+    for hard in (True, False):
+        # unit times on the footprint shares of the policy's placement, as evaluate has
+        t = np.asarray(plain._times(ops, plain.placement(ops, hard=hard), hard=hard)[0])
+        rep = pm.evaluate(split, ops, hard=hard)
+        busy = np.asarray(rep.time_terms)
+        rows = [i for i, k in enumerate(ops.kinds) if k in ("ffn_up", "ffn_down")]
+        assert rows
+        for i in rows:
+            t_split = t[i, hi] * t[i, lo] / (t[i, hi] + t[i, lo])
+            assert busy[i, hi] == pytest.approx(t_split, rel=1e-5)
+            assert busy[i, lo] == pytest.approx(t_split, rel=1e-5)
+        if mode == "blocked":
+            for i in rows:  # the row alone: t_split plus its transfer
+                assert float(rep.op_time[i]) == pytest.approx(float(ops.count[i]) * (
+                    t[i, hi] * t[i, lo] / (t[i, hi] + t[i, lo]) + busy[i, -1]), rel=1e-5)
+            assert float(rep.latency) < float(pm.evaluate(plain, ops, hard=hard).latency)
+    g = jax.jit(jax.grad(lambda h: pm.evaluate(h, ops, check=False).latency))(split)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(g))
+
+
+def test_proportional_split_bad_input():
+    with pytest.raises(ModelInputError, match="split_kinds holds 'norm'"):
+        _co_toy(split_kinds=["norm"])
+    with pytest.raises(ModelInputError, match="split_kinds holds 'moe_up'"):
+        _co_toy(co_kinds=["moe_up"], split_kinds=["moe_up"])
+    with pytest.raises(ModelInputError, match="split_kinds needs two units"):
+        pm.hardware.from_spec(toy_spec(
+            units={"gpu": "a100-80gb", "aux": "t4", "cpu": "neoverse-n1"},
+            system={"policy": "kinds", "mode": "blocked"},
+            placement={"default": "gpu", "split_kinds": ["ffn_up"]}))
+
+
 def test_fastest_policy_keeps_collectives_on_the_default_unit():
     """A DRAM-PIM unit's host would count an all-reduce as a local memory pass (no
     network model), so `fastest` would pick it; collectives stay on the default unit."""
