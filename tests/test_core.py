@@ -127,13 +127,30 @@ def test_smooth_within_bound_of_exact(a100, llama7b):
     assert tested > 300  # enough random designs lie away from the ramps
 
 
+@eqx.filter_jit
+def _over_designs(fn, batch, static, *args):
+    """``fn(hardware, *args)`` over the designs of ``batch``; compiled once per ``fn`` and
+    shapes, so a property test's examples share one compilation."""
+    return jax.vmap(lambda p: fn(eqx.combine(p, static), *args))(batch)
+
+
+def _latency_grad(hw, ops):
+    return eqx.filter_grad(lambda h: pm.evaluate(h, ops).latency)(hw)
+
+
+def _latency_more_bandwidth(hw, ops, factor, hard):
+    hw = eqx.tree_at(lambda x: (x.dram.bandwidth, x.l2.bandwidth), hw,
+                     (hw.dram.bandwidth * factor, hw.l2.bandwidth * factor))
+    return pm.evaluate(hw, ops, hard=hard).latency
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_gradients_finite_over_random_designs(seed):
     hw = pm.hardware.preset("a100-80gb")
     ops = pm.workloads.preset("llama-3.2-1b").decode(4.0, 512.0)
     batch, static = random_designs(hw, 8, jax.random.PRNGKey(seed))
-    g = jax.vmap(jax.grad(lambda p: pm.evaluate(eqx.combine(p, static), ops).latency))(batch)
+    g = _over_designs(_latency_grad, batch, static, ops)
     for leaf in jax.tree.leaves(g):
         assert np.all(np.isfinite(np.asarray(leaf)))
 
@@ -144,16 +161,10 @@ def test_more_bandwidth_is_never_slower(seed, factor):
     hw = pm.hardware.preset("h100-sxm")
     ops = pm.workloads.preset("llama-3.2-1b").prefill(2.0, 256.0)
     batch, static = random_designs(hw, 8, jax.random.PRNGKey(seed))
-
-    def lat(p, f, hard):
-        h = eqx.combine(p, static)
-        h = eqx.tree_at(lambda x: (x.dram.bandwidth, x.l2.bandwidth), h,
-                        (h.dram.bandwidth * f, h.l2.bandwidth * f))
-        return pm.evaluate(h, ops, hard=hard).latency
-
     for hard in (False, True):
-        base = np.asarray(jax.vmap(lambda p: lat(p, 1.0, hard))(batch))
-        more = np.asarray(jax.vmap(lambda p: lat(p, factor, hard))(batch))
+        base, more = (np.asarray(_over_designs(_latency_more_bandwidth, batch, static, ops,
+                                               jnp.float32(f), hard))
+                      for f in (1.0, factor))
         assert np.all(more <= base * (1 + 1e-6))
 
 
@@ -163,7 +174,7 @@ def test_energy_never_negative(seed):
     hw = pm.hardware.preset("t4")
     ops = pm.workloads.preset("gpt2").request(2.0, 64.0, 32.0)
     batch, static = random_designs(hw, 8, jax.random.PRNGKey(seed))
-    rep = jax.vmap(lambda p: pm.evaluate(eqx.combine(p, static), ops))(batch)
+    rep = _over_designs(pm.evaluate, batch, static, ops)
     assert np.all(np.asarray(rep.energy_terms) >= 0)
     assert np.all(np.asarray(rep.energy) > 0)
 

@@ -91,7 +91,7 @@ def test_vmap_and_finite_gradients_over_random_designs():
             rep = pm.evaluate(eqx.combine(p, static), ops, check=False)
             return rep.tokens / rep.energy
 
-        vals, grads = jax.vmap(jax.value_and_grad(tokens_per_j))(params)
+        vals, grads = jax.jit(jax.vmap(jax.value_and_grad(tokens_per_j)))(params)
         assert vals.shape == (32,) and np.all(np.isfinite(vals)) and np.all(vals > 0)
         for g in jax.tree.leaves(grads):
             assert np.all(np.isfinite(np.asarray(g)))
