@@ -75,6 +75,13 @@ def test_synthetic_recovery():
     assert res.mape < 0.1
 
 
+def test_every_claim_cites_a_source():
+    """Each claim row names its source: a web address or a github:owner/repo reference."""
+    bad = {i: r["source"] for i, r in ROWS.items()
+           if not r["source"].startswith(("http", "github:"))}
+    assert not bad
+
+
 def test_every_claim_names_presets():
     """`reproduce` skips a claim whose system or baseline is not a preset: none is."""
     known = set(pm.hardware.list_presets())
