@@ -112,12 +112,11 @@ def test_smooth_within_bound_of_exact(a100, llama7b):
     for ops in (llama7b.decode(8.0, 2048.0), llama7b.prefill(1.0, 2048.0),
                 pm.workloads.gemm(1000.0, 3000.0, 4096.0)):
         batch, static = random_designs(a100, 400, jax.random.PRNGKey(3))
-        def lat(p, hard):
-            return pm.evaluate(eqx.combine(p, static), ops, hard=hard).latency
-        smooth = np.asarray(jax.vmap(lambda p: lat(p, False))(batch))
-        exact = np.asarray(jax.vmap(lambda p: lat(p, True))(batch))
+        smooth, exact = (np.asarray(_over_designs(_latency, batch, static, ops, hard))
+                         for hard in (False, True))
+        host = jax.tree.map(np.asarray, batch)  # per-design slicing on the host
         for i in range(400):
-            hw_i = eqx.combine(jax.tree.map(lambda x: x[i], batch), static)
+            hw_i = eqx.combine(jax.tree.map(lambda x: x[i], host), static)
             args = _ceil_args(hw_i, ops)
             frac = args - np.floor(args)
             if np.any((frac > 0) & (frac < pm.CEIL_RAMP)):
@@ -132,6 +131,10 @@ def _over_designs(fn, batch, static, *args):
     """``fn(hardware, *args)`` over the designs of ``batch``; compiled once per ``fn`` and
     shapes, so a property test's examples share one compilation."""
     return jax.vmap(lambda p: fn(eqx.combine(p, static), *args))(batch)
+
+
+def _latency(hw, ops, hard):
+    return pm.evaluate(hw, ops, hard=hard).latency
 
 
 def _latency_grad(hw, ops):
