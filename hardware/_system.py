@@ -350,21 +350,20 @@ class System(AbstractTarget):
                                for k in ops.kinds])
 
     def _co_process(self, ops: Ops, p, t):
-        """(placement with the co rows' shares, [rows] seconds per instance that
-        co-processing saves against running the two shares one after the other)."""
-        idx = self._co_rows(ops)
+        """(placement with the split rows' shares, [rows] seconds per instance that
+        running the two shares at once saves against running them one after the other):
+        ``split_kinds`` rows split in proportion, ``co_kinds`` rows by work items."""
         lo, hi = self.unit_names.index(self.low_unit), self.unit_names.index(self.high_unit)
-        split = np.array([ops.kinds[i] in self.split_kinds for i in idx])
-        if split.all():  # proportional split only: no static candidates needed
+        saving = jnp.zeros(ops.rows, t.dtype)
+        idx = np.flatnonzero([k in self.split_kinds for k in ops.kinds])
+        if idx.size:
             t_hi, t_lo = t[idx, hi], t[idx, lo]
-            f = t_lo / (t_hi + t_lo)  # the high unit's share
+            f = t_lo / (t_hi + t_lo)  # the high unit's share: both finish together
             p = p.at[idx, hi].set(f).at[idx, lo].set(1.0 - f)
-            saving = jnp.zeros(ops.rows, t.dtype).at[idx].set(f * t_hi)  # serial - t_split
+            saving = saving.at[idx].set(f * t_hi)  # 2 t_split - t_split
+        idx = np.flatnonzero([k in self.co_kinds for k in ops.kinds])
+        if not idx.size:
             return p, saving
-        if split.any():
-            raise ModelInputError(
-                f"{self.name}: a workload with rows of both placement.co_kinds and "
-                "placement.split_kinds is not supported; use one of them.")
         try:
             groups = np.asarray(ops.groups)[idx]
         except jax.errors.TracerArrayConversionError:
@@ -381,7 +380,7 @@ class System(AbstractTarget):
         f = jax.lax.stop_gradient(f)  # piecewise constant: the chosen split
         p = p.at[idx, hi].set(f).at[idx, lo].set(1.0 - f)
         serial = f * t_hi + (1.0 - f) * t_lo
-        saving = jnp.zeros(ops.rows, t.dtype).at[idx].set(serial - jnp.min(cand, axis=1))
+        saving = saving.at[idx].set(serial - jnp.min(cand, axis=1))
         return p, saving
 
     # ------------------------------------------------------------------ the model

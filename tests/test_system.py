@@ -341,6 +341,21 @@ def test_proportional_split(ops, mode):
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(g))
 
 
+def test_split_and_co_processing_together(moe_ops):
+    """A table with rows of both split_kinds and co_kinds: each kind split its own way,
+    in blocked mode never slower than co-processing alone."""
+    co = _co_toy(co_kinds=["moe_up", "moe_down"])
+    both = _co_toy(co_kinds=["moe_up", "moe_down"], split_kinds=["out_proj"])
+    rep_co, rep_both = (pm.evaluate(s, moe_ops, hard=True) for s in (co, both))
+    moe = [i for i, k in enumerate(moe_ops.kinds) if k in ("moe_up", "moe_down")]
+    out = moe_ops.kinds.index("out_proj")
+    np.testing.assert_allclose(np.asarray(rep_both.time_terms)[moe],
+                               np.asarray(rep_co.time_terms)[moe], rtol=1e-5)
+    busy = np.asarray(rep_both.time_terms)[out, :2]
+    assert busy[0] == pytest.approx(busy[1], rel=1e-5)  # both finish together
+    assert float(rep_both.latency) < float(rep_co.latency)
+
+
 def test_proportional_split_bad_input():
     with pytest.raises(ModelInputError, match="split_kinds holds 'norm'"):
         _co_toy(split_kinds=["norm"])
