@@ -194,12 +194,14 @@ def cmd_bench(a):
             raise ModelInputError(f"--target must name benchmarked presets: {names}.")
     elif not a.all_targets:
         cases = cases[:1]
-    results = [run(a.designs, case=c, genz=not a.no_genz) for c in cases]
+    results = []
+    for c in cases:  # each target takes 10-20 s: print its figures as soon as they exist
+        results.append(run(a.designs, case=c, genz=not a.no_genz))
+        if not a.json:
+            _print_bench(results[-1], a)
+            sys.stdout.flush()
     if a.json:
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
-        return
-    for r in results:
-        _print_bench(r, a)
 
 
 def _print_bench(r, a):
