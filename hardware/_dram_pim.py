@@ -72,10 +72,11 @@ from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, ch
 
 #: Rows of these kinds run on the PIM MAC units (GEMV/GEMM against a stationary operand
 #: held in DRAM: weights or the KV cache); every other kind runs on the host / ASIC.
-#: Same set as `perfmodel.hardware.MATMUL_KINDS` (hardware/_xpu.py).
+#: `perfmodel.hardware.MATMUL_KINDS` (hardware/_xpu.py) less Mamba-2's chunked SSD
+#: (``ssm_chunk``), whose operands are all activations: nothing stationary in DRAM.
 PIM_KINDS = frozenset({
     "qkv_proj", "attn_score", "attn_value", "attn_fused", "out_proj", "ffn_up", "ffn_down",
-    "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc"})
+    "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc", "ssm_proj"})
 #: Attention kinds: their stationary operand is a request's KV cache, held in one channel.
 ATTENTION_KINDS = frozenset({"attn_score", "attn_value", "attn_fused"})
 #: Placements of the PIM compute units, nearest the cells first.

@@ -64,7 +64,7 @@ from perfmodel.hardware._xpu import MemoryLevel, from_odds, to_odds
 #: element-wise rows run on the host vector units (T-MAC keeps the LM head and
 #: embeddings in fp16, README "token-embed remaining un-quantized").
 LUT_KINDS = frozenset({"qkv_proj", "out_proj", "ffn_up", "ffn_down", "moe_router", "moe_up",
-                       "moe_down", "conv", "fc"})
+                       "moe_down", "conv", "fc", "ssm_proj"})
 #: Bytes moved per spilled lookup: a spilled lookup is a random gather of one cache line
 #: from the spill level (64 B lines in Arm and Apple cores; assumed for accelerators).
 SPILL_LINE_BYTES = 64.0

@@ -48,7 +48,7 @@ DATATYPE_BITS = {"int4": 4.0, "int8": 8.0, "fp8": 8.0, "fp16": 16.0, "fp32": 32.
 #: Rows of these kinds run on matrix units (tensor cores / SIMD dot products).
 MATMUL_KINDS = frozenset({
     "qkv_proj", "attn_score", "attn_value", "attn_fused", "out_proj", "ffn_up", "ffn_down",
-    "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc"})
+    "moe_router", "moe_up", "moe_down", "lm_head", "conv", "fc", "ssm_proj", "ssm_chunk"})
 #: Tensor-core MMA row granularity (PTX ``mma.m16n8k16``): a GEMM with m < 16 pads rows.
 MMA_M = 16.0
 #: Split-K factors a GEMM library may use (cuBLAS/CUTLASS split the inner dimension

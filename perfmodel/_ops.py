@@ -22,6 +22,7 @@ OP_KINDS = (
     "embed", "qkv_proj", "attn_score", "attn_softmax", "attn_value", "attn_fused",
     "out_proj", "ffn_up", "ffn_act", "ffn_down", "moe_router", "moe_up", "moe_act",
     "moe_down", "norm", "lm_head", "conv", "pool", "fc", "allreduce", "elementwise",
+    "ssm_proj", "ssm_scan", "ssm_chunk",
 )
 
 _FLOAT_FIELDS = (

@@ -6,10 +6,12 @@
 
 from perfmodel.workloads._cnn import CNN, CNN_PRESETS, ConvLayer
 from perfmodel.workloads._kernels import gemm, gemm_row
-from perfmodel.workloads._llm import (ATTENTION_IMPLS, EMBED_BITS, LLM, from_hf_config,
-                                      load_config)
+from perfmodel.workloads._hf_config import (ARCHITECTURES, from_hf_config, load_config,
+                                            supported_model_types)
+from perfmodel.workloads._llm import ATTENTION_IMPLS, EMBED_BITS, LLM
+from perfmodel.workloads._ssm import SSM
 from perfmodel.workloads._registry import list_presets, load, preset
 
-__all__ = ["LLM", "CNN", "ConvLayer", "preset", "list_presets", "load", "load_config",
+__all__ = ["LLM", "SSM", "ARCHITECTURES", "supported_model_types", "CNN", "ConvLayer", "preset", "list_presets", "load", "load_config",
            "from_hf_config", "ATTENTION_IMPLS", "EMBED_BITS", "CNN_PRESETS", "gemm",
            "gemm_row"]

@@ -17,7 +17,7 @@ ffn_up          [T, d] x [d, f (x2)]    weights (gate and up fused when gated)
 ffn_act         element-wise            (SiLU(gate) * up, or GELU)
 ffn_down        [T, f] x [f, d]         weights
 moe_*           as ffn, per expert      weights of the expected distinct experts touched
-norm            element-wise, 2/layer
+norm            element-wise            norms_per_layer per layer (1, 2 or 4)
 lm_head         [B, d] x [d, V]         (last token only in prefill)
 ==============  ======================  =====================================================
 
@@ -28,19 +28,23 @@ MoE: a batch of T tokens, each routed to k of E experts,
 touches ``E (1 - (1 - k/E)^T)`` distinct experts in expectation (a smooth function of T).
 A whole request integrates decode over the growing context by Gauss-Legendre quadrature
 (exact for any polynomial of degree <= 7 in the context; attention cost is affine in it).
+
+Hybrid and state-space models: on the ``ssm.layers`` SSM layers the attention rows are
+replaced by the `perfmodel.workloads._ssm` rows (a fixed recurrent state per sequence
+instead of a KV cache); each row's ``count`` is layers x the share of layers it occurs
+in (attention, SSM, MoE or dense FFN layers), so a hybrid such as Jamba is one table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 
 import jax.numpy as jnp
 import numpy as np
 
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops, concat_ops, make_ops
+from perfmodel.workloads._ssm import SSM, ssm_rows
 
 #: Bits of embeddings and LM head. Assumed: weight-quantization schemes (GPTQ, AWQ,
 #: BitNet b1.58) keep them in 16-bit.
@@ -50,12 +54,6 @@ EMBED_BITS = 16.0
 SOFTMAX_FLOPS = 5.0
 NORM_FLOPS = 5.0
 ACT_FLOPS = 8.0
-#: Bits per weight of MXFP4 (OCP Microscaling: 4-bit E2M1 elements with one 8-bit E8M0
-#: scale per block of 32), the native format of GPT-OSS expert weights.
-MXFP4_BITS = 4.0 + 8.0 / 32.0
-#: Model types built with multi-head latent attention, routed + shared experts and
-#: leading dense layers (the DeepSeek-V2 structure).
-MLA_MODEL_TYPES = ("deepseek_v2", "deepseek_v3", "glm4_moe_lite")
 #: Query rows per FlashAttention block (Dao 2023, FlashAttention-2, block 128); K and V
 #: are re-read once per block of queries.
 FLASH_BLOCK_Q = 128.0
@@ -88,27 +86,38 @@ def _bits(name, value, lo=1.0, hi=32.0):
 
 @dataclasses.dataclass(frozen=True)
 class LLM:
-    """A decoder-only transformer's structure (static). Build phases with `decode`,
-    `prefill` and `request`; each returns `Ops`."""
+    """A decoder-only language model's structure (static). Build phases with `decode`,
+    `prefill` and `request`; each returns `Ops`.
+
+    Built from a Hugging Face config by `from_hf_config` (one adapter per
+    ``model_type``, see `perfmodel.workloads._hf_config`). Every layer has a token mixer
+    (attention, or a state-space scan on the ``ssm.layers`` SSM layers) and, unless
+    ``ffn`` is 0, an FFN (dense, or MoE on ``moe_layers`` of them)."""
 
     name: str
     hidden: int
     layers: int
-    heads: int
+    heads: int                  # attention heads (unused when no layer is attention)
     kv_heads: int
     head_dim: int
-    ffn: int
+    ffn: int                    # FFN (or expert) width; 0 = no FFN (Mamba)
     vocab: int
-    gated_ffn: bool = True
+    gated_ffn: bool = True      # SwiGLU / GeGLU: gate and up matrices
     experts: int = 1
     experts_per_token: int = 1
     tie_embeddings: bool = False
-    bias: bool = False
+    qkv_bias: bool = False      # biases of the q, k, v projections (GPT-2, NeoX, Qwen2)
+    out_bias: bool = False      # bias of the attention output projection
+    mlp_bias: bool = False      # biases of the FFN (and expert) projections
+    head_bias: bool = False     # bias of the LM head (GPT-J, Phi-2)
     positions: int = 0          # learned position embeddings (0 = rotary, none stored)
     norm: str = "rmsnorm"       # or "layernorm" (weight + bias)
+    norms_per_layer: int = 2    # 1: attention and FFN in parallel on one norm (GPT-J,
+                                # Phi-2, Falcon-7B, Mamba); 4: pre and post norms (Gemma 2/3)
+    qk_norm: bool = False       # per-head norms of queries and keys (Qwen3, Gemma 3)
     sub_norms: bool = False     # BitNet: extra RMSNorms before o_proj and down_proj
-    sliding_window: int = 0     # Mistral: attend to at most this many past tokens (0 = all)
-    sliding_layers: int = 0     # layers that use the window (0 = all; GPT-OSS: every other)
+    sliding_window: int = 0     # attend to at most this many past tokens (0 = all)
+    sliding_layers: int = 0     # attention layers that use the window (0 = all)
     expert_bits: float = 0.0    # native bits of expert weights, kept whatever wbits is
                                 # (GPT-OSS: MXFP4); 0 = experts follow wbits
     router_bias: bool = False   # GPT-OSS: the router has a bias
@@ -121,30 +130,39 @@ class LLM:
     qk_rope_dim: int = 0        # decoupled rotary key/query dims
     v_head_dim: int = 0         # value head dim (MLA)
     shared_ffn: int = 0         # total width of the always-active shared experts
-    dense_layers: int = 0       # leading layers with a dense FFN of width dense_ffn
+    shared_gate: bool = False   # Qwen2-MoE: a sigmoid gate (hidden -> 1) on the shared expert
+    dense_layers: int = 0       # MoE models: layers with a dense FFN of width dense_ffn
     dense_ffn: int = 0
+    ssm: SSM | None = None      # state-space mixer of the SSM layers (Mamba, Jamba)
     default_wbits: float = 16.0
     title: str = ""
     bibtex: str = ""
     published: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
-        for f in ("hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "vocab",
-                  "experts", "experts_per_token"):
+        for f in ("hidden", "layers", "heads", "kv_heads", "head_dim", "vocab", "experts",
+                  "experts_per_token", "norms_per_layer"):
             v = getattr(self, f)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ModelInputError(f"{self.name}: {f} = {v!r} must be a positive integer.")
+        if not isinstance(self.ffn, (int, np.integer)) or self.ffn < 0 or (
+                self.ffn == 0 and self.is_moe):
+            raise ModelInputError(f"{self.name}: intermediate_size = {self.ffn!r} must be a "
+                                  "non-negative integer (positive for an MoE model).")
         if self.heads % self.kv_heads:
             raise ModelInputError(
                 f"{self.name}: num_attention_heads ({self.heads}) must be a multiple of "
                 f"num_key_value_heads ({self.kv_heads}); valid kv heads divide {self.heads}.")
-        if not 0 <= self.sliding_layers <= self.layers:
+        if self.ssm is not None and not 1 <= self.ssm.layers <= self.layers:
+            raise ModelInputError(f"{self.name}: SSM layers = {self.ssm.layers!r} must be in "
+                                  f"[1, num_hidden_layers = {self.layers}].")
+        if not 0 <= self.sliding_layers <= self.attn_layers:
             raise ModelInputError(f"{self.name}: sliding_layers = {self.sliding_layers!r} must "
-                                  f"be in [0, num_hidden_layers = {self.layers}].")
+                                  f"be in [0, attention layers = {self.attn_layers}].")
         if not 0 <= self.dense_layers < self.layers or (self.dense_layers
                                                          and self.dense_ffn < 1):
             raise ModelInputError(
-                f"{self.name}: first_k_dense_replace = {self.dense_layers!r} must be in "
+                f"{self.name}: dense (non-MoE) layers = {self.dense_layers!r} must be in "
                 f"[0, num_hidden_layers = {self.layers}) with intermediate_size >= 1.")
         if self.kv_lora_rank and (self.v_head_dim < 1 or self.qk_rope_dim < 0):
             raise ModelInputError(f"{self.name}: an MLA model (kv_lora_rank > 0) needs "
@@ -168,6 +186,11 @@ class LLM:
         return self.kv_lora_rank > 0
 
     @property
+    def attn_layers(self) -> int:
+        """Layers whose token mixer is attention (the others are SSM layers)."""
+        return self.layers - (self.ssm.layers if self.ssm is not None else 0)
+
+    @property
     def moe_layers(self) -> int:
         return self.layers - self.dense_layers if self.is_moe else 0
 
@@ -181,64 +204,95 @@ class LLM:
         return q + kv + h * self.v_head_dim * d
 
     def _attn_params(self):
+        """Parameters of one attention mixer (projections, biases, q/k norms, sinks)."""
         if self.is_mla:
-            return self._mla_params()
-        q = self.hidden * self.heads * self.head_dim
-        kv = 2 * self.hidden * self.kv_heads * self.head_dim
-        o = self.heads * self.head_dim * self.hidden
-        b = (self.heads + 2 * self.kv_heads) * self.head_dim + self.hidden if self.bias else 0
-        return q + kv + o + b
+            p = self._mla_params()
+        else:
+            qkv = (self.heads + 2 * self.kv_heads) * self.head_dim
+            p = self.hidden * qkv + self.heads * self.head_dim * self.hidden
+            p += qkv * self.qkv_bias + self.hidden * self.out_bias
+        if self.qk_norm:
+            p += 2 * self.head_dim
+        if self.attention_sinks:
+            p += self.heads
+        return p
+
+    def _ffn_params(self, width):
+        """Parameters of one dense FFN (or expert) of ``width``."""
+        p = self.ffn_matrices * self.hidden * width
+        if self.mlp_bias:
+            p += (self.ffn_matrices - 1) * width + self.hidden
+        return p
 
     def _expert_params(self):
-        p = self.ffn_matrices * self.hidden * self.ffn
-        if self.bias:
-            p += (self.ffn_matrices - 1) * self.ffn + self.hidden
-        return p
+        return self._ffn_params(self.ffn)
 
     def _norm_params(self):
         return (2 if self.norm == "layernorm" else 1) * self.hidden
 
-    def parameter_count(self, *, active: bool = False) -> int:
-        """Total parameters (or those active per token for MoE)."""
+    def _embed_params(self):
+        return self.vocab * self.hidden + self.positions * self.hidden
+
+    def _head_params(self):
+        return (0 if self.tie_embeddings else self.vocab * self.hidden) \
+            + self.vocab * self.head_bias
+
+    def parameter_count(self, *, active: bool = False, embeddings: bool = True) -> int:
+        """Total parameters (``active``: those used per token, for MoE); without the
+        input and position embeddings and an untied LM head's weights when
+        ``embeddings`` is false (the "non-embedding" count of the Pythia and Gemma
+        papers)."""
+        if not embeddings:
+            return (self.parameter_count(active=active) - self._embed_params()
+                    - (0 if self.tie_embeddings else self.vocab * self.hidden))
         e = self.experts_per_token if active else self.experts
-        layer = self._attn_params() + 2 * self._norm_params()
+        mixers = self.attn_layers * self._attn_params()
+        if self.ssm is not None:
+            mixers += self.ssm.layers * self.ssm.parameters(self.hidden)
+        per_layer = self.norms_per_layer * self._norm_params()
         if self.sub_norms:
-            layer += self.hidden + self.ffn
-        if self.attention_sinks:
-            layer += self.heads
-        ffn = e * self._expert_params() + self.ffn_matrices * self.hidden * self.shared_ffn
+            per_layer += self.hidden + self.ffn
         if self.is_moe:
-            ffn += (self.hidden + self.router_bias) * self.experts  # router
-        dense = self.ffn_matrices * self.hidden * self.dense_ffn
-        embed = self.vocab * self.hidden + self.positions * self.hidden
-        head = 0 if self.tie_embeddings else self.vocab * self.hidden
-        return (self.layers * layer + (self.layers - self.dense_layers) * ffn
-                + self.dense_layers * dense + embed + head + self._norm_params())
+            moe = (e * self._expert_params() + self._ffn_params(self.shared_ffn)
+                   * bool(self.shared_ffn) + self.hidden * self.shared_gate
+                   + (self.hidden + self.router_bias) * self.experts)  # router
+            ffn = self.moe_layers * moe + self.dense_layers * self._ffn_params(self.dense_ffn)
+        else:
+            ffn = self.layers * self._ffn_params(self.ffn) if self.ffn else 0
+        return (mixers + self.layers * per_layer + ffn + self._embed_params()
+                + self._head_params() + self._norm_params())
 
     def kv_bytes_per_token(self, kvbits: float = 16.0) -> float:
-        """KV-cache bytes per token (all layers): K and V per KV head, or MLA's one
-        latent vector (kv_lora_rank + qk_rope_dim)."""
+        """KV-cache bytes per token (all attention layers): K and V per KV head, or MLA's
+        one latent vector (kv_lora_rank + qk_rope_dim). 0 for a pure SSM model."""
         if self.is_mla:
-            return self.layers * (self.kv_lora_rank + self.qk_rope_dim) * kvbits / 8
-        return 2 * self.layers * self.kv_heads * self.head_dim * kvbits / 8
+            return self.attn_layers * (self.kv_lora_rank + self.qk_rope_dim) * kvbits / 8
+        return 2 * self.attn_layers * self.kv_heads * self.head_dim * kvbits / 8
+
+    def state_bytes_per_sequence(self, kvbits: float = 16.0) -> float:
+        """Recurrent state bytes of one sequence (all SSM layers; independent of the
+        context), at the KV bit-width. 0 for a transformer."""
+        if self.ssm is None:
+            return 0.0
+        return self.ssm.layers * self.ssm.state_bytes(kvbits)
 
     def weight_bytes(self, wbits):
         """Bytes of all weights: embeddings and LM head at EMBED_BITS, experts at their
         native `expert_bits` when the model has one, the rest at wbits."""
-        embed = self.vocab * self.hidden + self.positions * self.hidden
-        head = 0 if self.tie_embeddings else self.vocab * self.hidden
-        body = self.parameter_count() - embed - head
+        outer = self._embed_params() + self._head_params()
+        body = self.parameter_count() - outer
         experts = (self.moe_layers * self.experts * self._expert_params()
                    if self.expert_bits else 0)
         return ((body - experts) * wbits + experts * self.expert_bits
-                + (embed + head) * EMBED_BITS) / 8
+                + outer * EMBED_BITS) / 8
 
     def attended(self, L):
-        """Mean over layers of the attended length: sliding-window layers see at most the
-        window, the others all ``L`` (attention traffic and FLOPs are linear in it)."""
+        """Mean over attention layers of the attended length: sliding-window layers see
+        at most the window, the others all ``L`` (attention traffic and FLOPs are linear
+        in it)."""
         if not self.sliding_window:
             return L
-        share = self.sliding_layers / self.layers if self.sliding_layers else 1.0
+        share = self.sliding_layers / self.attn_layers if self.sliding_layers else 1.0
         return L - share * jnp.maximum(L - float(self.sliding_window), 0.0)
 
     # ------------------------------------------------------------------ rows
@@ -255,7 +309,7 @@ class LLM:
 
         def gemm(name, kind, m, n, k, groups=1.0, **kw):
             rows.append(dict(name=name, kind=kind, m=m, n=n, k=k, groups=groups,
-                             flops=2 * groups * m * n * k,
+                             flops=kw.pop("flops", 2 * groups * m * n * k),
                              compute_bits=kw.pop("bits", mm_bits),
                              weight_bits=kw.pop("stationary_bits", wbits), act_bits=abits,
                              **kw))
@@ -265,11 +319,22 @@ class LLM:
                              act_in_bytes=bytes_in, act_out_bytes=bytes_out,
                              compute_bits=abits, **kw))
 
-        if self.is_mla:
+        def share(first, fraction):
+            """Rows from index ``first`` on occur in ``fraction`` of the layers."""
+            if fraction != 1.0:
+                for row in rows[first:]:
+                    row["count"] = row.get("count", 1.0) * fraction
+
+        if self.ssm is not None:
+            ssm_rows(self.ssm, gemm, elementwise, hidden=d, B=B, q=q, T=T, ab=ab, wb=wb,
+                     sbits=kvbits, norm_flops=NORM_FLOPS, decode=not causal_half)
+            share(0, self.ssm.layers / self.layers)
+        n_attn = len(rows)
+        if self.attn_layers and self.is_mla:
             self._mla_rows(gemm, elementwise, rows, B=B, q=q, L=L, T=T, ab=ab, wb=wb,
                            kb=kb, at_bits=at_bits, kvbits=kvbits, abits=abits,
                            attention=attention, causal_half=causal_half)
-        else:
+        elif self.attn_layers:
             qkv_n = (h + 2 * g) * hd
             gemm("qkv_proj", "qkv_proj", T, qkv_n, d, weight_bytes=qkv_n * d * wb,
                  act_in_bytes=T * d * ab, act_out_bytes=T * h * hd * ab,
@@ -302,13 +367,14 @@ class LLM:
                                  kv_read_bytes=2 * kv_bytes * frac * blocks))
             gemm("out_proj", "out_proj", T, d, h * hd, weight_bytes=h * hd * d * wb,
                  act_in_bytes=T * h * hd * ab, act_out_bytes=T * d * ab)
+        share(n_attn, self.attn_layers / self.layers)
         if tp > 1:
             rows.append(dict(name="allreduce_attn", kind="allreduce", m=T * d,
                              comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
         f = self.ffn / tp
         up_n = f * (2 if self.gated_ffn else 1)
         n_ffn = len(rows)
-        if self.is_moe:
+        if self.ffn and self.is_moe:
             E, k = self.experts, self.experts_per_token
             touched = E * (1 - (1 - k / E) ** T)
             per_expert = T * k / touched
@@ -328,20 +394,17 @@ class LLM:
             if self.shared_ffn:  # always-active shared experts: a dense FFN
                 self._ffn_rows(gemm, elementwise, "shared_", T, self.shared_ffn / tp, ab, wb)
             if self.dense_layers:  # the MoE rows above are for the other layers
-                moe_share = self.moe_layers / self.layers
-                for row in rows[n_ffn:]:
-                    row["count"] = moe_share
+                share(n_ffn, self.moe_layers / self.layers)
                 n_dense = len(rows)
                 self._ffn_rows(gemm, elementwise, "dense_", T, self.dense_ffn / tp, ab, wb)
-                for row in rows[n_dense:]:
-                    row["count"] = self.dense_layers / self.layers
-        else:
+                share(n_dense, self.dense_layers / self.layers)
+        elif self.ffn:  # (a Mamba layer has no FFN)
             self._ffn_rows(gemm, elementwise, "", T, f, ab, wb)
         if tp > 1:
             rows.append(dict(name="allreduce_ffn", kind="allreduce", m=T * d,
                              comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
         elementwise("norm", "norm", T * d, NORM_FLOPS, T * d * ab, T * d * ab,
-                    count=2.0)
+                    count=float(self.norms_per_layer))
         for row in rows:
             row["count"] = row.get("count", 1.0) * self.layers
         return rows
@@ -419,10 +482,11 @@ class LLM:
         if attention not in ATTENTION_IMPLS:
             raise ModelInputError(
                 f"attention = {attention!r} is invalid; valid: {', '.join(ATTENTION_IMPLS)}.")
-        if self.is_mla and tp != 1:
+        if (self.is_mla or self.ssm is not None) and tp != 1:
+            what = "multi-head latent attention" if self.is_mla else "a state-space mixer"
             raise ModelInputError(
-                f"tensor_parallel = {tp!r} is invalid for {self.name}: multi-head latent "
-                "attention is modelled on one device only (tensor_parallel = 1).")
+                f"tensor_parallel = {tp!r} is invalid for {self.name}: {what} is modelled "
+                "on one device only (tensor_parallel = 1).")
         if not isinstance(tp, int) or tp < 1 or self.kv_heads % tp or self.ffn % tp:
             raise ModelInputError(
                 f"tensor_parallel = {tp!r} is invalid; it must be a positive integer dividing "
@@ -436,8 +500,11 @@ class LLM:
                 _positive(k, v)
 
     def _footprints(self, B, L, wbits, kvbits, tp):
-        L = self.attended(L)
-        return self.weight_bytes(wbits) / tp, B * L * self.kv_bytes_per_token(kvbits) / tp
+        """Resident weight and per-sequence memory (KV cache of the attended length plus
+        any recurrent state) per device, bytes."""
+        kv = B * (self.attended(L) * self.kv_bytes_per_token(kvbits)
+                  + self.state_bytes_per_sequence(kvbits))
+        return self.weight_bytes(wbits) / tp, kv / tp
 
     @staticmethod
     def _apply_launches(rows, launches):
@@ -535,149 +602,3 @@ class LLM:
         wfp, kfp = self._footprints(B, P + G, wbits, kvbits, tensor_parallel)
         return concat_ops(parts, tokens=B * G, weight_footprint=wfp, kv_footprint=kfp,
                           phase="request", workload=self.name)
-
-
-# ---------------------------------------------------------------------- configs
-def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
-    """An `LLM` from a Hugging Face ``config.json`` dict (GPT-2, OPT, Llama, Mistral,
-    Mixtral, Qwen(-MoE), GPT-OSS, DeepSeek-V2/V3, GLM-4.7-Flash and BitNet-style
-    fields)."""
-    mt = cfg.get("model_type", "llama")
-
-    def need(*keys):
-        for k in keys:
-            if k in cfg and cfg[k] is not None:
-                return cfg[k]
-        raise ModelInputError(f"{name}: config is missing {keys[0]!r}.")
-
-    if mt == "gpt2":
-        d = need("n_embd", "hidden_size")
-        heads = need("n_head", "num_attention_heads")
-        kw = dict(hidden=d, layers=need("n_layer", "num_hidden_layers"), heads=heads,
-                  kv_heads=heads, head_dim=d // heads,
-                  ffn=cfg.get("n_inner") or 4 * d, vocab=need("vocab_size"),
-                  gated_ffn=False, tie_embeddings=True, bias=True,
-                  positions=need("n_positions", "max_position_embeddings"), norm="layernorm")
-    elif mt == "opt":
-        d = need("hidden_size")
-        heads = need("num_attention_heads")
-        if cfg.get("word_embed_proj_dim", d) != d:
-            raise ModelInputError(f"{name}: OPT with word_embed_proj_dim != hidden_size "
-                                  "(OPT-350m) is not supported.")
-        kw = dict(hidden=d, layers=need("num_hidden_layers"), heads=heads, kv_heads=heads,
-                  head_dim=d // heads, ffn=need("ffn_dim"), vocab=need("vocab_size"),
-                  gated_ffn=False, tie_embeddings=cfg.get("tie_word_embeddings", True),
-                  bias=cfg.get("enable_bias", True),
-                  positions=need("max_position_embeddings") + 2, norm="layernorm")
-    else:
-        d = need("hidden_size")
-        heads = need("num_attention_heads")
-        # Mixtral spells the expert count num_local_experts; Qwen-MoE spells it
-        # num_experts and gives the expert width as moe_intermediate_size.
-        experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
-        ffn = need("intermediate_size")
-        if experts > 1 and cfg.get("moe_intermediate_size"):
-            _check_all_layers_moe(cfg, name)
-            ffn = cfg["moe_intermediate_size"]
-        kw = dict(hidden=d, layers=need("num_hidden_layers"), heads=heads,
-                  kv_heads=cfg.get("num_key_value_heads") or heads,
-                  head_dim=cfg.get("head_dim") or d // heads, ffn=ffn,
-                  vocab=need("vocab_size"), gated_ffn=True,
-                  tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-                  bias=bool(cfg.get("attention_bias", False)),
-                  experts=experts,
-                  experts_per_token=cfg.get("num_experts_per_tok") or 1,
-                  sliding_window=int(cfg.get("sliding_window") or 0))
-        types = cfg.get("layer_types")
-        if kw["sliding_window"] and types:
-            # per-layer attention (GPT-OSS alternates sliding and full layers)
-            kw["sliding_layers"] = sum(t == "sliding_attention" for t in types)
-            if kw["sliding_layers"] == 0:
-                kw["sliding_window"] = 0
-        if mt == "gpt_oss":
-            kw.update(router_bias=True, attention_sinks=True)
-        if mt in MLA_MODEL_TYPES:
-            kw.update(_deepseek_v2_fields(cfg, name, need))
-            # aux-loss-free routing (DeepSeek-V3 noaux_tc, GLM-MoE) adds a per-expert
-            # bias to the router
-            kw["router_bias"] = (cfg.get("topk_method") == "noaux_tc"
-                                 or mt == "glm4_moe_lite")
-        elif cfg.get("kv_lora_rank") or cfg.get("n_routed_experts"):
-            raise ModelInputError(
-                f"{name}: model_type {mt!r} with latent attention (kv_lora_rank) or "
-                "routed/shared experts (n_routed_experts) is not supported; supported: "
-                f"{', '.join(MLA_MODEL_TYPES)}.")
-        quant = cfg.get("quantization_config") or {}
-        if quant.get("quant_method") == "mxfp4" and experts > 1:
-            kw["expert_bits"] = MXFP4_BITS  # experts stored in MXFP4, the rest unconverted
-    if str(cfg.get("quantization", "")).startswith("ternary"):
-        kw["default_wbits"] = 1.58
-    if "BitnetForCausalLM" in cfg.get("architectures", ()):
-        kw["sub_norms"] = True
-    return LLM(name=name, **kw, **meta)
-
-
-def _deepseek_v2_fields(cfg: dict, name: str, need) -> dict:
-    """DeepSeek-V2/V3 structure: MLA attention, routed + shared experts, leading dense
-    layers (every later layer MoE). V3's multi-token-prediction module
-    (num_nextn_predict_layers) is not part of the op table or the parameter count."""
-    freq = cfg.get("moe_layer_freq", 1)
-    if freq != 1:
-        raise ModelInputError(f"{name}: moe_layer_freq = {freq!r} is not supported; only 1 "
-                              "(every layer after first_k_dense_replace is MoE) is.")
-    experts = need("n_routed_experts")
-    kw = dict(kv_lora_rank=need("kv_lora_rank"), q_lora_rank=cfg.get("q_lora_rank") or 0,
-              qk_rope_dim=need("qk_rope_head_dim"), v_head_dim=need("v_head_dim"),
-              head_dim=need("qk_nope_head_dim"), experts=experts,
-              ffn=need("moe_intermediate_size"), dense_ffn=need("intermediate_size"),
-              dense_layers=_dense_layers(cfg, name),
-              shared_ffn=(cfg.get("n_shared_experts") or 0) * need("moe_intermediate_size"))
-    kw["kv_heads"] = 1  # one latent KV vector per token, shared by all heads
-    return kw
-
-
-def _dense_layers(cfg: dict, name: str) -> int:
-    """Layers with a dense FFN: DeepSeek's first_k_dense_replace, or GLM's
-    mlp_layer_types list of "dense" / "sparse"."""
-    types = cfg.get("mlp_layer_types")
-    if types is None:
-        return cfg.get("first_k_dense_replace") or 0
-    unknown = set(types) - {"dense", "sparse"}
-    if unknown:
-        raise ModelInputError(f"{name}: mlp_layer_types has {sorted(unknown)[0]!r}; valid "
-                              "entries: 'dense', 'sparse'.")
-    return sum(t == "dense" for t in types)
-
-
-def _check_all_layers_moe(cfg: dict, name: str) -> None:
-    """Qwen-MoE configs may keep some layers dense or add a shared expert; the op table
-    has one MoE block per layer and no shared expert, so such configs are refused."""
-    step = cfg.get("decoder_sparse_step", 1)
-    if step != 1:
-        raise ModelInputError(f"{name}: decoder_sparse_step = {step!r} is not supported; "
-                              "only 1 (every layer MoE) is.")
-    if cfg.get("mlp_only_layers"):
-        raise ModelInputError(f"{name}: mlp_only_layers = {cfg['mlp_only_layers']!r} is not "
-                              "supported; only an empty list (every layer MoE) is.")
-    if cfg.get("shared_expert_intermediate_size"):
-        raise ModelInputError(
-            f"{name}: shared_expert_intermediate_size = "
-            f"{cfg['shared_expert_intermediate_size']!r} is not supported; only MoE layers "
-            "without a shared expert (0 or absent) are.")
-
-
-def load_config(path, name: str | None = None) -> LLM:
-    """An `LLM` from a local Hugging Face ``config.json`` (or a preset-style JSON with a
-    ``config`` key)."""
-    path = pathlib.Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelInputError(f"config file {str(path)!r} does not exist.") from None
-    except ValueError as e:
-        raise ModelInputError(f"config file {str(path)!r} is malformed: {e}.") from None
-    if "config" in data and isinstance(data["config"], dict):
-        return from_hf_config(data["config"], name or data.get("name", path.stem),
-                              title=data.get("title", ""), bibtex=data.get("bibtex", ""),
-                              published=data.get("published", {}))
-    return from_hf_config(data, name or path.stem)

@@ -8,7 +8,7 @@ import pathlib
 from perfmodel._errors import ModelInputError
 from perfmodel._spec import closest_names, load_spec_file
 from perfmodel.workloads._cnn import CNN_PRESETS
-from perfmodel.workloads._llm import from_hf_config, load_config
+from perfmodel.workloads._hf_config import from_hf_config, load_config
 
 PRESET_DIR = pathlib.Path(__file__).parent / "presets"
 

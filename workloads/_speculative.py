@@ -40,7 +40,7 @@ from perfmodel._ops import Ops, concat_ops
 #: Row kinds whose stationary operand is the model's weights at ``wbits`` (embeddings and
 #: LM head stay at EMBED_BITS; attention's stationary operand is the KV cache).
 WEIGHT_KINDS = frozenset({"qkv_proj", "out_proj", "ffn_up", "ffn_down", "moe_router",
-                          "moe_up", "moe_down"})
+                          "moe_up", "moe_down", "ssm_proj"})
 #: Rows holding expert weights (one GEMM group per touched expert).
 EXPERT_KINDS = frozenset({"moe_up", "moe_down"})
 DRAFT_PREFIX = "draft:"
