@@ -14,6 +14,7 @@ One module per target family; presets are spec files in ``presets/``:
   way many papers measure their GPU baselines.
 """
 
+from perfmodel._errors import PlausibilityWarning
 from perfmodel.hardware._bonded3d import Bonded3D
 from perfmodel.hardware._cim import CIM
 from perfmodel.hardware._dram_pim import DramPim, DramPimMapping
@@ -29,4 +30,4 @@ __all__ = ["XPU", "MemoryLevel", "DramPim", "DramPimMapping", "LUT", "LUTMapping
            "Bonded3D", "OpticalAccelerator", "OpticalMapping", "System", "Placement",
            "EagerFramework",
            "DATATYPE_BITS", "MATMUL_KINDS", "preset", "load", "list_presets", "from_spec",
-           "spec_sources", "price"]
+           "spec_sources", "price", "PlausibilityWarning"]

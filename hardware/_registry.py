@@ -160,10 +160,21 @@ def from_spec(data: dict, label: str = "hardware spec"):
     """Build a target from a parsed spec dict (dispatch on ``family``)."""
     data = _take_cost(resolve_extends(data, label), label)
     family = data.get("family")
+    valid = ", ".join(sorted(_FAMILIES))
+    if family is None:
+        raise ModelInputError(f"{label}: missing field family; it must be one of {valid}.")
     if family not in _FAMILIES:
+        hint = closest_names(str(family), _FAMILIES, n=1)
         raise ModelInputError(
-            f"{label}: family = {family!r} is not supported; valid: {sorted(_FAMILIES)}.")
+            f"{label}: family = {family!r} is not a hardware family"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; valid: {valid}.")
     return family_builder(family)(data, label)
+
+
+def preset_family(name: str) -> str:
+    """The ``family`` of a bundled preset, read from its spec (no model is built)."""
+    data = load_spec_file(PRESET_DIR / f"{name}.toml")
+    return str(resolve_extends(data, name).get("family", ""))
 
 
 def load(path):
