@@ -106,6 +106,8 @@ class EagerFramework(AbstractTarget):
             components=rep.components + (HOST_COMPONENT,),
             energy_components=rep.energy_components,
             target=self.name,
+            count=rep.count,
+            phase=rep.phase,
         )
 
 

@@ -446,7 +446,7 @@ class System(AbstractTarget):
             names=ops.names, kinds=ops.kinds,
             components=self.unit_names + ("transfer",),
             energy_components=self.unit_names + ("transfer",),
-            target=self.name)
+            target=self.name, count=ops.count, phase=ops.phase)
 
     def with_mode(self, mode: str) -> "System":
         """The same system in another execution mode (``"blocked"`` / ``"concurrent"``)."""

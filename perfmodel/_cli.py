@@ -58,6 +58,37 @@ def _load_workload(ref: str):
     return workloads.preset(ref)
 
 
+#: Workload-shape flags of `predict` each phase uses (the others are an error), and
+#: their defaults when not given.
+PHASE_FLAGS = {"decode": ("batch", "context"), "prefill": ("batch", "prompt"),
+               "request": ("batch", "prompt", "generate"), "inference": ("batch",)}
+SHAPE_DEFAULTS = {"batch": 1.0, "prompt": 512.0, "context": 1024.0, "generate": 128.0}
+
+
+def _shape_flags(a, phase: str, what: str) -> dict:
+    """The shape flags ``phase`` uses, as floats: whole numbers (``--batch``,
+    ``--prompt``, ``--generate`` >= 1, ``--context`` >= 0; the Python API keeps real
+    values for differentiation), defaults for the unset ones; a flag the phase does not
+    use is an error rather than silently ignored."""
+    used = PHASE_FLAGS[phase]
+    for flag in SHAPE_DEFAULTS:
+        if getattr(a, flag, None) is not None and flag not in used:
+            uses = " and ".join(f"--{f}" for f in used)
+            raise ModelInputError(f"--{flag} is not used by {what}; it uses {uses}.")
+    out = {}
+    for flag in used:
+        v = getattr(a, flag, None)
+        if v is None:
+            v = SHAPE_DEFAULTS[flag]
+        least = 0 if flag == "context" else 1
+        if v != int(v) or v < least:
+            kind = ("a non-negative integer (>= 0)" if least == 0
+                    else "a positive integer (> 0)")
+            raise ModelInputError(f"--{flag} = {v:g} is invalid; it must be {kind}.")
+        out[flag] = float(v)
+    return out
+
+
 def _phase_ops(wl, a):
     from perfmodel.workloads import CNN
 
@@ -66,17 +97,20 @@ def _phase_ops(wl, a):
         if a.phase not in (None, "inference"):
             raise ModelInputError(f"--phase {a.phase} is not valid for the CNN {wl.name}; "
                                   "valid: inference.")
-        return wl.inference(a.batch, wbits=a.wbits or 16.0, abits=a.abits)
+        n = _shape_flags(a, "inference", f"the CNN {wl.name} (phase inference)")
+        return wl.inference(n["batch"], wbits=a.wbits or 16.0, abits=a.abits)
     phase = a.phase or "decode"
+    if phase not in ("decode", "prefill", "request"):
+        raise ModelInputError(f"--phase {phase} is not valid for the LLM {wl.name}; "
+                              "valid: decode, prefill, request.")
+    n = _shape_flags(a, phase, f"--phase {phase}" if a.phase else
+                     "--phase decode (the default for an LLM)")
     kw = dict(**bits, kvbits=a.kvbits, attention=a.attention)
     if phase == "decode":
-        return wl.decode(a.batch, a.context, **kw)
+        return wl.decode(n["batch"], n["context"], **kw)
     if phase == "prefill":
-        return wl.prefill(a.batch, a.prompt, **kw)
-    if phase == "request":
-        return wl.request(a.batch, a.prompt, a.generate, **kw)
-    raise ModelInputError(f"--phase {phase} is not valid for the LLM {wl.name}; "
-                          "valid: decode, prefill, request.")
+        return wl.prefill(n["batch"], n["prompt"], **kw)
+    return wl.request(n["batch"], n["prompt"], n["generate"], **kw)
 
 
 def _fmt_time(t: float) -> str:
@@ -94,27 +128,51 @@ def _print_report(rep, hw, wl, ops):
     print(f"  energy         {d['energy_j']:.4g} J   ({d['energy_per_token_j']:.4g} J/token, "
           f"{d['power_w']:.4g} W average)")
     print(f"  bound          {d['bound']}")
-    print(f"  {'op':<16}{'time':>11}{'share':>8}  bound")
-    for row in d["breakdown"]:
-        share = row["time_s"] / d["latency_s"] * 100
-        print(f"  {row['name']:<16}{_fmt_time(row['time_s']):>11}{share:7.1f}%  {row['bound']}")
+    rows = d["breakdown"]
+    request = any(r["phase"] != ops.phase for r in rows)   # prefill + decode rows
+    counted = all(r["count"] is not None for r in rows)
+    print("  per op class: count = instances in one evaluation; time (all) and share "
+          "sum over them")
+    w = max([len(r["name"]) for r in rows] + [2]) + 2
+    print(f"  {'op':<{w}}" + (f"{'phase':<9}" if request else "")
+          + (f"{'count':>8}" if counted else "") + f"{'time (all)':>12}"
+          + (f"{'per instance':>14}" if counted else "") + f"{'share':>8}  bound")
+    for r in rows:
+        share = r["time_s"] / d["latency_s"] * 100
+        n = r["count"]
+        each = r["time_per_instance_s"]
+        print(f"  {r['name']:<{w}}" + (f"{r['phase']:<9}" if request else "")
+              + (f"{(f'{n:.0f}' if n == int(n) else f'{n:.4g}'):>8}" if counted else "")
+              + f"{_fmt_time(r['time_s']):>12}"
+              + (f"{(_fmt_time(each) if each else '-'):>14}" if counted else "")
+              + f"{share:7.1f}%  {r['bound']}")
+    if request:
+        print("  (decode attention: one row per quadrature node over the growing context; "
+              "count = weight x layers)")
 
 
 def cmd_list(a):
     from perfmodel import hardware, workloads
+    from perfmodel.hardware._registry import preset_family
 
-    names = hardware.list_presets() if a.what == "hardware" else workloads.list_presets()
+    hw = a.what == "hardware"
+    names = hardware.list_presets() if hw else workloads.list_presets()
     items = []
     for n in names:
-        obj = hardware.preset(n) if a.what == "hardware" else workloads.preset(n)
-        items.append({"name": n, "kind": type(obj).__name__,
-                      "title": getattr(obj, "title", "")})
+        obj = hardware.preset(n) if hw else workloads.preset(n)
+        item = {"name": n, "kind": type(obj).__name__, "title": getattr(obj, "title", "")}
+        if hw:
+            item["family"] = preset_family(n)
+        items.append(item)
     if a.json:
         print(json.dumps(items, indent=2))
-    else:
-        w = max(len(n) for n in names) + 2
-        for it in items:
-            print(f"{it['name']:<{w}}{it['kind']:<10}{it['title']}")
+        return
+    cols = ("name", "family", "kind", "title") if hw else ("name", "kind", "title")
+    widths = {c: max(len(c), *(len(str(it[c])) for it in items)) for c in cols}
+    line = lambda row: "  ".join(  # noqa: E731  two spaces between columns at least
+        f"{row[c]:<{widths[c]}}" for c in cols[:-1]) + "  " + row[cols[-1]]
+    for it in items:  # no header line: the first column is the name (scripts rely on it)
+        print(line(it).rstrip())
 
 
 def cmd_predict(a):
@@ -246,10 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hardware", required=True, help="preset name or spec file (.toml)")
     s.add_argument("--workload", required=True, help="preset name or config file (.json)")
     s.add_argument("--phase", choices=PHASES)
-    s.add_argument("--batch", type=_finite("batch"), default=1.0)
-    s.add_argument("--prompt", type=_finite("prompt"), default=512.0)
-    s.add_argument("--context", type=_finite("context"), default=1024.0)
-    s.add_argument("--generate", type=_finite("generate"), default=128.0)
+    # shape flags: whole numbers, each used by some phases only (PHASE_FLAGS); unset
+    # ones take SHAPE_DEFAULTS
+    s.add_argument("--batch", type=_finite("batch"), default=None,
+                   help="sequences (LLM) or images (CNN), a positive integer (default 1)")
+    s.add_argument("--prompt", type=_finite("prompt"), default=None,
+                   help="prompt tokens, prefill and request phases (default 512)")
+    s.add_argument("--context", type=_finite("context"), default=None,
+                   help="tokens already in the KV cache, decode phase (default 1024)")
+    s.add_argument("--generate", type=_finite("generate"), default=None,
+                   help="tokens generated per sequence, request phase (default 128)")
     s.add_argument("--wbits", type=_finite("wbits"), default=None)
     s.add_argument("--abits", type=_finite("abits"), default=16.0)
     s.add_argument("--kvbits", type=_finite("kvbits"), default=16.0)

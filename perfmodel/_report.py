@@ -24,14 +24,17 @@ class Report(eqx.Module):
     - ``latency`` (s) and ``energy`` (J) of one evaluation of the ops (one decode step,
       one prefill, or one whole request);
     - ``tokens``: tokens produced, so ``tokens_per_s = tokens / latency``;
-    - ``op_time`` (s), ``op_energy`` (J): per row, with its ``count`` included;
+    - ``op_time`` (s), ``op_energy`` (J): per row, summed over its ``count`` instances;
     - ``time_terms`` (s): per row and per instance, the time each component alone would
       take (``components`` names the columns: compute, memory levels, interconnect,
       overhead); the op's time is their smooth max plus the overhead;
     - ``energy_terms`` (J): per row (count included), by ``energy_components``;
     - ``static_energy`` (J): static power x latency;
     - ``bound``: per row, index into ``components`` of the largest time term;
-    - ``area`` (m^2) where the target has an area model, else None.
+    - ``area`` (m^2) where the target has an area model, else None;
+    - ``count``: per row, the instances ``op_time`` sums (the ops' ``count``: layers x
+      repeats, or quadrature weights), or None where a target does not pass it;
+    - ``phase``: the ops' phase label (``decode``, ``prefill``, ``request``, ...).
     """
 
     latency: Float[Array, ""]
@@ -49,6 +52,8 @@ class Report(eqx.Module):
     components: tuple[str, ...] = eqx.field(static=True)
     energy_components: tuple[str, ...] = eqx.field(static=True)
     target: str = eqx.field(static=True, default="")
+    count: Float[Array, " rows"] | None = None
+    phase: str = eqx.field(static=True, default="")
 
     @property
     def tokens_per_s(self):
@@ -79,15 +84,37 @@ class Report(eqx.Module):
         """The bounding component of each row, by name (not traceable)."""
         return [self.components[int(i)] for i in np.asarray(self.bound)]
 
+    def row_phases(self) -> tuple[str, ...]:
+        """Per row, the phase it belongs to (`row_phases`): a request's rows are labelled
+        ``prefill`` or ``decode``."""
+        return row_phases(self.names, self.phase)
+
     def breakdown(self) -> list[dict]:
-        """Per-row summary as Python floats, for tables and JSON (not traceable)."""
+        """Per-row summary as Python floats, for tables and JSON (not traceable).
+
+        Each row: ``name``, ``kind``, ``phase`` (``prefill`` / ``decode`` for the rows of
+        a request, else the ops' phase); ``count``, the instances of the row in one
+        evaluation (layers x repeats; fractional for a request's decode attention rows,
+        which are quadrature nodes over the growing context); ``time_s`` and ``energy_j``
+        summed over those ``count`` instances (they add up to the latency and the energy);
+        ``time_per_instance_s`` = ``time_s / count``; ``bound``; and ``time_terms_s``, the
+        time each component alone would take for one instance. ``count`` and
+        ``time_per_instance_s`` are None where the target did not report counts.
+        """
         tt = np.asarray(self.time_terms)
+        count = None if self.count is None else np.asarray(self.count)
+        phases = self.row_phases()
         rows = []
         for i, name in enumerate(self.names):
+            t = float(self.op_time[i])
+            n = None if count is None else float(count[i])
             rows.append({
                 "name": name,
                 "kind": self.kinds[i],
-                "time_s": float(self.op_time[i]),
+                "phase": phases[i],
+                "count": n,
+                "time_s": t,
+                "time_per_instance_s": t / n if n else None,
                 "energy_j": float(self.op_energy[i]),
                 "bound": self.components[int(self.bound[i])],
                 "time_terms_s": {c: float(tt[i, j]) for j, c in enumerate(self.components)},
@@ -246,4 +273,22 @@ def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
         components=tuple(components) + (OVERHEAD,),
         energy_components=tuple(energy_components),
         target=target,
+        count=ops.count,
+        phase=ops.phase,
     )
+
+
+def row_phases(names: tuple[str, ...], phase: str) -> tuple[str, ...]:
+    """Per row, ``phase``; for a ``request`` (`LLM.request`: the prefill rows, then the
+    decode rows: context-independent rows once, attention rows once per quadrature node),
+    ``prefill`` up to the first row whose name repeats and ``decode`` from there (a
+    phase's own row names are distinct; tests/test_cli_usability.py checks it for every
+    LLM preset)."""
+    if phase != "request":
+        return (phase,) * len(names)
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            return ("prefill",) * i + ("decode",) * (len(names) - i)
+        seen.add(name)
+    return (phase,) * len(names)

@@ -95,9 +95,12 @@ B, PROMPT, CONTEXT, GENERATE = 4, 256, 2048, 64
     ("request", B * GENERATE),
 ])
 def test_predict_json_llm(capsys, hardware, phase, tokens):
+    from perfmodel._cli import PHASE_FLAGS
+
+    shape = {"batch": B, "prompt": PROMPT, "context": CONTEXT, "generate": GENERATE}
+    flags = [a for f in PHASE_FLAGS[phase] for a in (f"--{f}", shape[f])]  # others: error
     rc, out, err = run_cli(capsys, "predict", "--hardware", hardware, "--workload",
-                           "llama-2-7b", "--phase", phase, "--batch", B, "--prompt", PROMPT,
-                           "--context", CONTEXT, "--generate", GENERATE, "--json")
+                           "llama-2-7b", "--phase", phase, *flags, "--json")
     assert rc == 0, err
     d = json.loads(out)  # exactly one JSON object on stdout
     _check_report(d)
@@ -157,14 +160,17 @@ def test_predict_human_readable(capsys):
     for label in ("latency", "tokens/s", "energy", "bound"):
         assert label in out
     lines = out.splitlines()
-    header = [i for i, l in enumerate(lines) if re.match(r"\s*op\s+time\s+share\s+bound\s*$", l)]
+    header = [i for i, l in enumerate(lines) if re.match(
+        r"\s*op\s+count\s+time \(all\)\s+per instance\s+share\s+bound\s*$", l)]
     assert len(header) == 1, out
+    assert "count = instances" in lines[header[0] - 1], out   # what is summed is said
     rows = lines[header[0] + 1:]
     names = [r.split()[0] for r in rows if r.strip()]
     for op in ("qkv_proj", "out_proj", "ffn_up", "ffn_down", "lm_head"):
         assert op in names, out
-    for r in rows:  # name, time (value + unit), share %, bound
-        assert re.match(r"\s*\S+\s+[\d.e+-]+ (s|ms|us|ns)\s+[\d.]+%\s+\S+\s*$", r), r
+    t = r"[\d.e+-]+ (s|ms|us|ns)"
+    for r in rows:  # name, count, time of all instances, time of one, share %, bound
+        assert re.match(rf"\s*\S+\s+\d+\s+{t}\s+{t}\s+[\d.]+%\s+\S+\s*$", r), r
     shares = [float(re.search(r"([\d.]+)%", r).group(1)) for r in rows]
     assert sum(shares) == pytest.approx(100.0, abs=0.1 * len(shares))
 
@@ -173,7 +179,7 @@ def test_predict_human_readable_cnn(capsys):
     rc, out, err = run_cli(capsys, "predict", "--hardware", "neoverse-n1", "--workload",
                            "resnet-50")
     assert rc == 0, err
-    assert "inference" in out and re.search(r"^\s*op\s+time\s+share\s+bound", out, re.M)
+    assert "inference" in out and re.search(r"^\s*op\s+count\s+time \(all\)", out, re.M)
 
 
 # --------------------------------------------------------------------------- reproduce
