@@ -9,7 +9,16 @@ when the model is known not to reproduce it, a
 ``known_miss`` reason with the measured error (the test then expects the miss).
 
 Columns: id, system, baseline, workload, phase, batch, prompt, context, generate, wbits,
-abits, kvbits, options, metric, published, unit, tolerance, source, notes, known_miss.
+abits, kvbits, options, metric, published, unit, tolerance, source, notes, known_miss,
+fitted.
+
+- ``fitted`` names the preset parameters that were fitted to this very claim, as
+  ``preset:spec.key`` (the key as written in the preset's TOML, e.g.
+  ``vitallm:area.periphery_mm2``), several separated by ``|``; empty when nothing was.
+  Such a claim is not an independent check: it agrees by construction, or, for a joint
+  fit of one parameter to several claims, splits their difference. `load_claims` checks
+  that each named key's ``[sources]`` entry in that preset starts with ``fitted`` and
+  names the claim id, so the column and the presets cannot drift apart.
 
 - ``workload`` and ``batch`` may list several values separated by ``|``: the claim is
   evaluated on every combination and the per-case metrics are combined by the option
@@ -34,6 +43,7 @@ import inspect
 import itertools
 import math
 import pathlib
+import re
 
 from perfmodel._errors import ModelInputError
 
@@ -103,13 +113,41 @@ def load_claims(path=None) -> list[dict]:
         with f.open() as fh:
             for row in csv.DictReader(fh):
                 row.setdefault("known_miss", "")
+                row["fitted"] = row.get("fitted") or ""
                 row["file"] = f.name
                 rows.append(row)
     ids = [r["id"] for r in rows]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ModelInputError(f"claim ids must be unique; repeated: {dup}.")
+    for row in rows:
+        _check_fitted(row)
     return rows
+
+
+def fitted_parameters(row: dict) -> list[str]:
+    """The ``preset:spec.key`` entries of a claim's ``fitted`` column ([] if empty)."""
+    return [p.strip() for p in (row.get("fitted") or "").split("|") if p.strip()]
+
+
+def _check_fitted(row: dict) -> None:
+    """Each ``fitted`` entry names a preset key whose source says it was fitted to this
+    claim (one sentence naming the claim and the entry otherwise)."""
+    from perfmodel import hardware
+
+    for entry in fitted_parameters(row):
+        preset, sep, key = entry.partition(":")
+        where = f"claim {row['id']}: fitted entry {entry!r}"
+        if not sep or not key or preset not in hardware.list_presets():
+            raise ModelInputError(f"{where} must be 'preset:spec.key' with a hardware preset "
+                                  f"name, several separated by '|'.")
+        source = str(hardware.spec_sources(preset).get(key, ""))
+        if not source.startswith("fitted"):
+            raise ModelInputError(f"{where}: preset {preset!r} has no [sources] entry "
+                                  f"{key!r} starting with 'fitted'.")
+        if not re.search(rf"(?<![\w-]){re.escape(row['id'])}(?![\w-])", source):
+            raise ModelInputError(f"{where}: the preset's source for {key!r} does not name "
+                                  f"the claim {row['id']!r} it was fitted to.")
 
 
 def _num(row, key, default=None):
@@ -202,7 +240,12 @@ def _metric(row, workload, batch) -> float:
 
 
 def evaluate_claim(row: dict) -> dict:
-    """Predicted vs published for one claim row (exact mode, ``hard=True``)."""
+    """Predicted vs published for one claim row (exact mode, ``hard=True``).
+
+    Keys: id, system, baseline, workload, metric, published, predicted, rel_error
+    (predicted / published - 1), tolerance, passed, source, known_miss, fitted (the
+    ``preset:spec.key`` parameters fitted to this claim, or None) and cases (per-case
+    values when the claim lists several workloads, batches or lengths, else None)."""
     agg = _options(row).get("aggregate", "mean")
     if agg not in AGGREGATES:
         raise ModelInputError(f"claim {row['id']}: aggregate = {agg!r}; valid: "
@@ -219,6 +262,7 @@ def evaluate_claim(row: dict) -> dict:
         "predicted": predicted, "rel_error": rel, "tolerance": tol,
         "passed": abs(rel) <= tol, "source": row["source"],
         "known_miss": row.get("known_miss", ""),
+        "fitted": fitted_parameters(row) or None,
         "cases": [{"workload": w, "batch": b, **lengths, "value": v}
                   for (w, b, lengths), v in zip(cases, values)] if len(cases) > 1 else None,
     }

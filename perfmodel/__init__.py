@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 from perfmodel import hardware, workloads  # noqa: E402
 from perfmodel import fit, opt  # noqa: E402
 from perfmodel._citation import citation  # noqa: E402
+from perfmodel._sensitivity import sensitivity  # noqa: E402
 
 __all__ = [
     "evaluate", "sweep", "Ops", "Report", "Cost", "report_from_cost", "AbstractTarget",
@@ -35,5 +36,5 @@ __all__ = [
     "concat_ops", "check_ops", "roofline_report", "OP_KINDS", "smooth_max",
     "smooth_maximum", "smooth_min", "smooth_relu", "smooth_ceil", "smooth_step",
     "soft_choice", "RIDGE_SHARPNESS", "CEIL_RAMP", "units", "citation", "hardware",
-    "workloads", "fit", "opt", "__version__",
+    "workloads", "fit", "opt", "sensitivity", "__version__",
 ]

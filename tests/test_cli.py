@@ -184,7 +184,7 @@ def test_predict_human_readable_cnn(capsys):
 
 # --------------------------------------------------------------------------- reproduce
 CLAIM_KEYS = {"id", "system", "baseline", "workload", "metric", "published", "predicted",
-              "rel_error", "tolerance", "passed", "known_miss", "source", "cases"}
+              "rel_error", "tolerance", "passed", "fitted", "known_miss", "source", "cases"}
 
 
 
@@ -199,9 +199,14 @@ def test_reproduce_json(capsys, system):
     assert rc == 0, err
     rows = json.loads(out)
     assert isinstance(rows, list)
-    assert [r["id"] for r in rows] == [r["id"] for r in load_claims() if r["system"] == system]
+    claims = {r["id"]: r for r in load_claims() if r["system"] == system}
+    assert [r["id"] for r in rows] == list(claims)
     for r in rows:
         assert set(r) == CLAIM_KEYS, r
+        # the preset parameters fitted to the claim (the CSV's fitted column), or null
+        marked = [p for p in claims[r["id"]]["fitted"].split("|") if p]
+        assert r["fitted"] == (marked or None), r
+        assert (system == "opima") == (r["fitted"] is not None), r
         assert r["system"] == system
         assert isinstance(r["passed"], bool)
         for k in ("published", "predicted", "tolerance"):
@@ -215,8 +220,29 @@ def test_reproduce_json(capsys, system):
 def test_reproduce_human_readable(capsys):
     rc, out, err = run_cli(capsys, "reproduce", "--system", "a100-80gb")
     assert rc == 0, err
-    assert "a100-80gb" in out and re.search(r"\d+ passed, \d+ outside tolerance", out)
+    assert "a100-80gb" in out and re.search(
+        r"\d+ reproduced within tolerance, \d+ fitted .*, \d+ outside tolerance", out)
 
+
+def test_reproduce_table_marks_fitted_claims(capsys, monkeypatch):
+    """A claim a preset parameter was fitted to shows "fit", and the summary counts it
+    apart from reproductions and from misses (rows stubbed: the table only)."""
+    def row(i, passed, fitted=None, known_miss=""):
+        return {"id": f"c{i}", "system": "s", "baseline": None, "workload": "w",
+                "metric": "speedup", "published": 2.0, "predicted": 2.0 if passed else 1.0,
+                "rel_error": 0.0 if passed else -0.5, "tolerance": 0.2, "passed": passed,
+                "fitted": fitted, "known_miss": known_miss, "source": "http://x",
+                "cases": None}
+
+    rows = [row(0, True), row(1, True, ["s:a.b"]), row(2, False, known_miss="why"),
+            row(3, False)]
+    monkeypatch.setattr(pm.fit, "reproduce", lambda *a, **k: rows)
+    rc, out, err = run_cli(capsys, "reproduce")
+    assert rc == 0, err
+    flags = [line.split()[-1] for line in out.splitlines()[1:5]]
+    assert flags == ["yes", "fit", "(known)", "NO"]
+    assert ("1 reproduced within tolerance, 1 fitted" in out
+            and "2 outside tolerance (1 known misses, 1 NOT known)" in out)
 
 def test_reproduce_unknown_system(capsys):
     rc, out, err = run_cli(capsys, "reproduce", "--system", "no-such-gpu", "--json")

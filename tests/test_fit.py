@@ -1,6 +1,8 @@
 """Calibration: the GPU model tracks measured A100 kernels; fits recover known values;
 published claims reproduce within their stated tolerances."""
 
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -143,3 +145,68 @@ def test_reproduce_reports_progress():
     assert [c[0] for c in calls] == list(range(1, len(rows) + 1))
     assert {c[1] for c in calls} == {len(rows)}
     assert [c[2] for c in calls] == [r["id"] for r in rows]
+
+
+# --------------------------------------------------------------------------- fitted claims
+#: Claims a preset parameter was fitted to (the ``fitted`` column): not independent
+#: checks. Changing this set is a decision; the tests below keep it, the CSVs and the
+#: presets' [sources] in step.
+FITTED = {
+    "opima-throughput-vs-photonic-pim": ["pcm-photonic-tensor-core:memory.bandwidth_GB_s"],
+    "opima-energy-vs-photonic-pim": ["pcm-photonic-tensor-core:weights.write_energy_pJ"],
+    "edgecim-orin-speedup": ["edgecim:memory.dram.bandwidth_GB_s"],
+    "edgecim-slm-tokens-per-s": ["edgecim:memory.dram.bandwidth_GB_s"],
+    "edgecim-orin-energy": ["edgecim:macro.write_energy_fJ_per_bit"],
+    "edgecim-slm-tokens-per-j": ["edgecim:macro.write_energy_fJ_per_bit"],
+    "vitallm-area": ["vitallm:area.periphery_mm2"],
+    "vitallm-power": ["vitallm:macro.write_energy_fJ_per_bit"],
+    "tmac-m2-ultra-1t-bitnet": ["tmac-m2-ultra:lut.efficiency"],
+    "pimgpt-gpu-speedup-min": ["pim-gpt:organization.channels"],
+}
+
+
+def test_fitted_claims_are_marked():
+    """The CSVs' fitted column marks exactly FITTED, and every preset [sources] entry
+    "fitted: ... <claim id> ..." is marked on that claim (no fit to a claim goes
+    unmarked); each fitted claim's notes say so."""
+    from fit._claims import fitted_parameters
+    from perfmodel._spec import load_spec_file
+    from perfmodel.hardware._registry import PRESET_DIR
+
+    marked = {i: fitted_parameters(r) for i, r in ROWS.items() if fitted_parameters(r)}
+    assert marked == FITTED
+    from_sources = {}
+    for name in pm.hardware.list_presets():
+        for key, src in load_spec_file(PRESET_DIR / f"{name}.toml").get("sources", {}).items():
+            if not str(src).startswith("fitted"):
+                continue
+            for cid in ROWS:
+                if re.search(rf"(?<![\w-]){re.escape(cid)}(?![\w-])", str(src)):
+                    from_sources.setdefault(cid, []).append(f"{name}:{key}")
+    assert from_sources == FITTED
+    for cid in FITTED:
+        assert "fitted" in ROWS[cid]["notes"], cid
+
+
+def test_claim_results_carry_fitted():
+    """`evaluate_claim` (and so `reproduce`) gives the fitted parameters, or None."""
+    assert claim_result("vitallm-area")["fitted"] == FITTED["vitallm-area"]
+    assert claim_result("a100-mamf-bf16")["fitted"] is None
+
+
+def test_fitted_column_is_validated(tmp_path):
+    """A fitted entry must name a preset key whose source says it was fitted to this
+    claim; otherwise one sentence naming the claim and the entry."""
+    from fit._claims import load_claims
+
+    header = ",".join(("id", "system", "baseline", "workload", "phase", "metric",
+                       "published", "tolerance", "source", "notes", "fitted"))
+    cases = {"no-such-preset:x": "must be 'preset:spec.key'",
+             "vitallm:area.sram_KB": "starting with 'fitted'",   # a cited value
+             "vitallm:macro.write_energy_fJ_per_bit": "does not name the claim"}
+    for entry, message in cases.items():
+        path = tmp_path / "claims.csv"
+        path.write_text(header + f"\nvitallm-area,vitallm,,x,decode,area_mm2,1,0.2,http://x,"
+                        f"fitted,{entry}\n")
+        with pytest.raises(pm.ModelInputError, match=f"vitallm-area.*{re.escape(message)}"):
+            load_claims(path)
