@@ -120,9 +120,11 @@ def _fmt_time(t: float) -> str:
     return f"{t * 1e9:.3g} ns"
 
 
-def _print_report(rep, hw, wl, ops):
+def _print_report(rep, hw, wl, ops, echo=None):
     d = rep.to_dict()
     print(f"{hw.name} | {wl.name} {ops.phase}")
+    if echo:
+        _print_echo(echo)
     print(f"  latency        {_fmt_time(d['latency_s'])}")
     print(f"  tokens/s       {d['tokens_per_s']:.4g}")
     print(f"  energy         {d['energy_j']:.4g} J   ({d['energy_per_token_j']:.4g} J/token, "
@@ -175,6 +177,52 @@ def cmd_list(a):
         print(line(it).rstrip())
 
 
+def _workload_echo(wl, ops, a) -> dict:
+    """What was evaluated: the model's size, its KV cache (and recurrent state) per
+    token / sequence at the evaluated KV bits, and the conditions (phase, shape, bits,
+    devices), so a reader can check the prediction's inputs."""
+    from perfmodel.workloads import CNN
+
+    cnn = isinstance(wl, CNN)
+    phase = ops.phase
+    shape = _shape_flags(a, phase, phase)  # already validated by _phase_ops
+    wbits = a.wbits if a.wbits is not None else (16.0 if cnn else wl.default_wbits)
+    conditions = dict(phase=phase, **shape, wbits=wbits, abits=a.abits)
+    if not cnn:
+        conditions.update(kvbits=a.kvbits, attention=a.attention)
+    conditions.update(devices=1, tensor_parallel=1, pipeline_parallel=1)
+    echo = dict(parameters=wl.parameter_count(),
+                kv_bytes_per_token=0.0 if cnn else float(wl.kv_bytes_per_token(a.kvbits)))
+    if not cnn and wl.ssm is not None:
+        echo["state_bytes_per_sequence"] = float(wl.state_bytes_per_sequence(a.kvbits))
+    echo["conditions"] = conditions
+    return echo
+
+
+def _fmt_bytes(b: float) -> str:
+    for unit, f in (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10)):
+        if b >= f:
+            return f"{b / f:.3g} {unit}"
+    return f"{b:.3g} B"
+
+
+def _print_echo(echo: dict) -> None:
+    c = echo["conditions"]
+    kv = (f", KV cache {_fmt_bytes(echo['kv_bytes_per_token'])}/token"
+          if echo["kv_bytes_per_token"] else "")
+    state = (f", recurrent state {_fmt_bytes(echo['state_bytes_per_sequence'])}/sequence"
+             if echo.get("state_bytes_per_sequence") else "")
+    n = echo["parameters"]
+    size = f"{n / 1e9:.4g} B" if n >= 1e9 else f"{n / 1e6:.4g} M"
+    print(f"  parameters     {size}{kv}{state}")
+    shape = ", ".join(f"{k} {c[k]:g}" for k in ("batch", "prompt", "context", "generate")
+                      if k in c)
+    bits = "/".join(f"{c[k]:g}" for k in ("wbits", "abits", "kvbits") if k in c)
+    names = "W/A/KV" if "kvbits" in c else "W/A"
+    print(f"  conditions     {c['phase']}: {shape}; {names} bits {bits}; "
+          f"{c['devices']} device")
+
+
 def cmd_predict(a):
     from perfmodel import evaluate
 
@@ -187,11 +235,12 @@ def cmd_predict(a):
     if bad:  # never print a NaN result
         raise ModelInputError(f"the prediction for {bad[0]} is not finite; check the "
                               "hardware and workload values.")
+    echo = _workload_echo(wl, ops, a)
     if a.json:
-        d.update(hardware=hw.name, workload=wl.name, phase=ops.phase)
+        d.update(hardware=hw.name, workload=wl.name, phase=ops.phase, **echo)
         print(json.dumps(d, indent=2))
     else:
-        _print_report(rep, hw, wl, ops)
+        _print_report(rep, hw, wl, ops, echo=echo)
 
 
 def cmd_reproduce(a):

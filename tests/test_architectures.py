@@ -222,3 +222,27 @@ def test_jamba_layer_shares():
     assert count["ssm_in_proj"] == count["ssm_scan"] == count["ssm_out_proj"] == 28
     assert count["moe_up"] == count["dense_ffn_up"] == 16
     assert count["norm"] == 64
+
+
+def test_predict_echoes_parameters_kv_and_conditions(capsys):
+    """`perfmodel predict` states what it evaluated: parameter count, KV bytes per token
+    at the evaluated KV bits (and the recurrent state of an SSM), and the conditions."""
+    from perfmodel._cli import main
+
+    assert main(["predict", "--hardware", "a100-80gb", "--workload", "falcon-7b",
+                 "--batch", "4", "--context", "2048", "--kvbits", "8", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["parameters"] == 6_921_720_704
+    assert d["kv_bytes_per_token"] == 2 * 32 * 64 * 1      # one KV head, 8 bits
+    assert d["conditions"] == dict(phase="decode", batch=4.0, context=2048.0, wbits=16.0,
+                                   abits=16.0, kvbits=8.0, attention="fused", devices=1,
+                                   tensor_parallel=1, pipeline_parallel=1)
+    assert main(["predict", "--hardware", "a100-80gb", "--workload", "mamba-2.8b",
+                 "--phase", "prefill", "--prompt", "256", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kv_bytes_per_token"] == 0 and d["state_bytes_per_sequence"] == 12_451_840
+    assert d["conditions"]["prompt"] == 256 and "context" not in d["conditions"]
+    assert main(["predict", "--hardware", "a100-80gb", "--workload", "gemma-2-2b"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters     2.614 B, KV cache 104 KiB/token" in out
+    assert "conditions     decode: batch 1, context 1024; W/A/KV bits 16/16/16" in out
