@@ -3,6 +3,7 @@
     perfmodel list {hardware,workloads}
     perfmodel predict --hardware NAME|FILE --workload NAME|FILE [--phase ...] [--json]
     perfmodel reproduce [--system NAME] [--json]
+    perfmodel sensitivity --hardware ... --workload ... [--metric M] [--top N] [--json]
     perfmodel calibrate [--json] [--write-presets]
     perfmodel bench [--json] [--designs N] [--all-targets | --target PRESET]
     perfmodel demo [--out DIR]
