@@ -1,7 +1,7 @@
 """Calibrating the xPU efficiency model to measured A100 kernels.
 
-Data: fit/data/a100_kernels.csv, copied from ../shared/calibration/gpu_kernels.csv
-(LLMCompass artifact, github:PrincetonUniversity/LLMCompass@2e015fd2): 20 cuBLAS GEMM
+Data: fit/data/a100_kernels.csv, from the LLMCompass artifact
+(github:PrincetonUniversity/LLMCompass@2e015fd2): 20 cuBLAS GEMM
 latencies (M sweep at K = N = 12288, and K = N sweep at M = 8192) and 24 per-operator
 latencies of one GPT-3 175B decoder layer (tensor parallel 4, batch 8; prefill of 2048
 tokens and a decode step at KV length 3072), PyTorch eager on A100 80GB.

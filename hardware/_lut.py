@@ -79,7 +79,7 @@ TERNARY_BITS = float(np.log2(3.0))
 #: used by presets and by the data-type study in tests/docs.
 HOROWITZ_AREA_UM2 = {"int8_add": 36.0, "int32_add": 137.0, "fp16_add": 1360.0,
                      "int8_mul": 282.0, "fp16_mul": 1640.0}
-#: Horowitz ISSCC 2014 (45 nm) operation energies in pJ (via ../shared/calibration).
+#: Horowitz ISSCC 2014 (45 nm) operation energies in pJ.
 HOROWITZ_ENERGY_PJ = {"int8_add": 0.03, "int16_add": 0.05, "int32_add": 0.1,
                       "fp16_add": 0.4, "int8_mul": 0.2, "fp16_mul": 1.1}
 
