@@ -3,6 +3,7 @@ not use, `list` columns, and breakdowns that say what is per instance and what i
 summed, and which rows of a request are prefill or decode."""
 
 import json
+import pathlib
 import re
 
 import pytest
@@ -178,3 +179,20 @@ def test_predict_request_table_shows_phase_column(capsys):
               not l.lstrip().startswith("(")]
     assert phases[0] == "prefill" and phases[-1] == "decode"
     assert set(phases) == {"prefill", "decode"}
+
+
+# ------------------------------------------------------------------- warnings
+@pytest.mark.xfail(strict=True, reason="main() does not run commands inside "
+                   "perfmodel._spec.one_line_warnings yet (requested from _cli.py's owner); "
+                   "remove this marker with that change")
+def test_cli_prints_plausibility_warning_as_one_line(capsys, tmp_path):
+    text = (pathlib.Path(pm.hardware.__file__).parent / "presets" / "a100-80gb.toml"
+            ).read_text().replace("bandwidth_GB_s = 2039.0", "bandwidth_GB_s = 3.35")
+    spec = tmp_path / "slow_gpu.toml"
+    spec.write_text(text)
+    rc, out, err = run_cli(capsys, "predict", "--hardware", spec, "--workload", "gpt2",
+                           "--json")
+    assert rc == 0 and json.loads(out)["latency_s"] > 0
+    assert err.startswith("perfmodel: warning: slow_gpu.toml: memory.dram.bandwidth_GB_s = "
+                          "3.35 is outside the plausible range"), err
+    assert len(err.splitlines()) == 1, err
