@@ -366,7 +366,8 @@ def _print_bench(r, a):
               f"(x{r['speedup_vs_genz_single']:.0f} slower than one jitted evaluation, "
               f"x{r['speedup_vs_genz_vmapped']:.3g} per design vmapped)")
     elif not a.no_genz and r["hardware"] == "a100-80gb":
-        print("  GenZ: not installed (pip install 'perfmodel[bench]')")
+        print("  GenZ: not installed (optional: .venv/bin/pip install -e '.[bench]' from a "
+              "checkout)")
 
 
 def cmd_demo(a):
@@ -444,9 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from perfmodel._spec import one_line_warnings
+
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with one_line_warnings():  # a PlausibilityWarning is one line on stderr
+            args.func(args)
     except ModelInputError as e:
         sys.stderr.write(f"perfmodel: error: {e}\n")
         return 2

@@ -182,9 +182,6 @@ def test_predict_request_table_shows_phase_column(capsys):
 
 
 # ------------------------------------------------------------------- warnings
-@pytest.mark.xfail(strict=True, reason="main() does not run commands inside "
-                   "perfmodel._spec.one_line_warnings yet (requested from _cli.py's owner); "
-                   "remove this marker with that change")
 def test_cli_prints_plausibility_warning_as_one_line(capsys, tmp_path):
     text = (pathlib.Path(pm.hardware.__file__).parent / "presets" / "a100-80gb.toml"
             ).read_text().replace("bandwidth_GB_s = 2039.0", "bandwidth_GB_s = 3.35")
