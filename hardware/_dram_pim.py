@@ -16,7 +16,11 @@ sits: a bank, a bank group, or a channel's slice of the logic die.
                        tsv_count x tsv_rate / 8}                          (logic die)
     mapping   : the matrix (n_tot = n x groups output rows, k inputs) is split over
                 split_k = 2^s sites along k and split_n = sites / split_k along n
-                (s = mapping.k_split_log2, relaxed; rounded with hard=True)
+                (s = mapping.k_split_log2 in [0, floor(log2(sites))], rounded with
+                hard=True;
+                relaxed as the expected value over the two neighbouring integer splits,
+                cost(s) = (1 - t) cost(s0) + t cost(s0 + 1), t = s - s0: exact at
+                integers, its derivative the finite difference to the next split)
     util      = q(n_tot / split_n) x q(k / split_k),  q(x) = x / ceil(x)
                 (share of the sites' slots holding work: quantization over sites)
     passes    = ceil(m / tokens_per_pass)   (batch > 1 re-streams the stationary operand
@@ -59,6 +63,7 @@ from __future__ import annotations
 
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -66,7 +71,7 @@ from jaxtyping import Array, Float
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
-from perfmodel._smooth import smooth_ceil, smooth_max, smooth_maximum
+from perfmodel._smooth import bounded, smooth_ceil, smooth_max, smooth_maximum
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 
@@ -102,7 +107,7 @@ class DramPimMapping(eqx.Module):
     weight rows in one bank (best row-buffer locality, one partial sum per output);
     larger values shorten per-bank rows and multiply the partial sums read out over the
     channel bus. Continuous while optimizing, rounded to an integer with ``hard=True``,
-    clipped to [0, log2(sites)].
+    clipped to [0, floor(log2(sites))] (the power-of-two splits that fit the sites).
     """
 
     k_split_log2: Float[Array, ""]
@@ -239,6 +244,68 @@ class DramPim(AbstractUnit):
                        "the matrices must fit in the PIM capacity (use more channels/stacks "
                        "or fewer bits)")
 
+    def _pim_block(self, ops, pm, split_k, bg, far, hard):
+        """(time terms, their smooth max or None, overhead, energy terms) of the PIM rows
+        ``pm`` with each matrix split over ``split_k`` sites along k."""
+        sites = self.sites
+        refresh = self.refresh_factor
+        inv_channels = 1.0 / self.channels
+        inv_split_k = 1.0 / split_k
+        m, k, groups = ops.m[pm], ops.k[pm], ops.groups[pm]
+        occ_n = ops.n[pm] * groups * (split_k / sites)         # n_tot / split_n
+        occ_k = k * inv_split_k
+        inv_util = ((smooth_ceil(occ_n, hard=hard) / occ_n)
+                    * (smooth_ceil(occ_k, hard=hard) / occ_k))
+        if self.attention_imbalance != 1.0:
+            # the busiest channel sets the time of an attention row
+            attn = [kind in ATTENTION_KINDS for kind in ops.kinds[pm]]
+            inv_util = inv_util * np.where(attn, self.attention_imbalance, 1.0)
+        passes = smooth_ceil(m * (1.0 / self.tokens_per_pass), hard=hard)
+        bytes_int = (ops.weight_bytes[pm] + ops.kv_read_bytes[pm]) * passes
+        flops = ops.flops[pm]
+        t_compute = flops * inv_util * (refresh / self.peak_flops)
+        b_int = self.internal_bandwidth * self.bandwidth_efficiency
+        t_stream = bytes_int * inv_util * (refresh / b_int)
+        inv_row = 1.0 / self.row_bytes
+        x = occ_k * (ops.weight_bits[pm] / 8.0) * inv_row
+        x_eff = smooth_max(x, jnp.ones_like(x), hard=hard)
+        pad = smooth_ceil(x_eff, hard=hard) / x_eff
+        rows_opened = bytes_int * pad * inv_row                 # over the whole device
+        rows_per_bank = rows_opened * inv_util * (inv_channels / self.banks)
+        t_act = rows_per_bank * ((self.trcd + self.trp) * refresh)
+        t_memory = t_stream + t_act if self.placement == "bank" else t_stream
+        zero = jnp.zeros_like(t_compute)
+        t_stack = jnp.stack([t_compute, t_memory, t_act, zero, zero], axis=1)
+        # the generic fold over the five columns, without the stack
+        t_max = None if hard else smooth_maximum((t_compute, t_memory, t_act, 0.0, 0.0))
+
+        # external channel bus: input broadcast, partial-sum readout, KV append
+        act_in, act_out, kv_write = (ops.act_in_bytes[pm], ops.act_out_bytes[pm],
+                                     ops.kv_write_bytes[pm])
+        readout_total = act_out * split_k
+        if self.placement == "logic_die":
+            fan = jnp.minimum(groups, self.stacks) * (self.channels / self.stacks)
+        else:
+            fan = jnp.minimum(groups, self.channels)
+        bus_bytes = act_in / fan + (readout_total + kv_write) * inv_channels
+        over = (ops.launches[pm] * self.launch_overhead
+                + bus_bytes * (1.0 / self.channel_bandwidth))
+
+        # energy (J per instance) by DRAM level
+        cross_bits = 8.0 * (act_in + readout_total + kv_write)  # bits reaching the host
+        read_bits = 8.0 * bytes_int
+        e_cell = (rows_opened * (self.row_bytes * 8.0 * self.cell_activate_energy)
+                  + read_bits * self.cell_read_energy)
+        e_bg = ((read_bits + cross_bits) if bg else cross_bits) * self.bank_group_energy
+        far_bits = (read_bits + cross_bits) if far else cross_bits
+        e_gio = far_bits * self.global_io_energy
+        e_tsv = far_bits * self.tsv_energy
+        e_ip = cross_bits * self.interposer_energy
+        e_mac = flops * ops.compute_bits[pm] * (0.5 / MAC_REFERENCE_BITS
+                                                 * self.mac_energy)
+        e_stack = jnp.stack([e_cell, e_bg, e_gio, e_tsv, e_ip, e_mac, zero], axis=1)
+        return t_stack, t_max, over, e_stack
+
     # ------------------------------------------------------------------ the model
     def cost(self, ops: Ops, mapping: DramPimMapping | None = None, *,
              hard: bool = False) -> Cost:
@@ -259,68 +326,24 @@ class DramPim(AbstractUnit):
         t_blocks, e_blocks, over_blocks, max_blocks = [], [], [], []
 
         if n_pim:
-            sites = self.sites
-            inv_channels = 1.0 / self.channels
-            # mapping: sites split along k (2^s) and along the output rows (the rest)
-            s = jnp.clip(mapping.k_split_log2, 0.0, jnp.log2(sites))
-            if hard:
-                s = jnp.floor(s + 0.5)
-            split_k = 2.0 ** s
-            inv_split_k = 1.0 / split_k
-            m, k, groups = ops.m[pm], ops.k[pm], ops.groups[pm]
-            occ_n = ops.n[pm] * groups * (split_k / sites)         # n_tot / split_n
-            occ_k = k * inv_split_k
-            inv_util = ((smooth_ceil(occ_n, hard=hard) / occ_n)
-                        * (smooth_ceil(occ_k, hard=hard) / occ_k))
-            if self.attention_imbalance != 1.0:
-                # the busiest channel sets the time of an attention row
-                attn = [kind in ATTENTION_KINDS for kind in ops.kinds[:n_pim]]
-                inv_util = inv_util * np.where(attn, self.attention_imbalance, 1.0)
-            passes = smooth_ceil(m * (1.0 / self.tokens_per_pass), hard=hard)
-            bytes_int = (ops.weight_bytes[pm] + ops.kv_read_bytes[pm]) * passes
-            flops = ops.flops[pm]
-            t_compute = flops * inv_util * (refresh / self.peak_flops)
-            b_int = self.internal_bandwidth * self.bandwidth_efficiency
-            t_stream = bytes_int * inv_util * (refresh / b_int)
-            inv_row = 1.0 / self.row_bytes
-            x = occ_k * (ops.weight_bits[pm] / 8.0) * inv_row
-            x_eff = smooth_max(x, jnp.ones_like(x), hard=hard)
-            pad = smooth_ceil(x_eff, hard=hard) / x_eff
-            rows_opened = bytes_int * pad * inv_row                 # over the whole device
-            rows_per_bank = rows_opened * inv_util * (inv_channels / self.banks)
-            t_act = rows_per_bank * ((self.trcd + self.trp) * refresh)
-            t_memory = t_stream + t_act if self.placement == "bank" else t_stream
-            zero = jnp.zeros_like(t_compute)
-            t_blocks.append(jnp.stack([t_compute, t_memory, t_act, zero, zero], axis=1))
-            if not hard:  # the generic fold over the five columns, without the stack
-                max_blocks.append(smooth_maximum((t_compute, t_memory, t_act, 0.0, 0.0)))
-
-            # external channel bus: input broadcast, partial-sum readout, KV append
-            act_in, act_out, kv_write = (ops.act_in_bytes[pm], ops.act_out_bytes[pm],
-                                         ops.kv_write_bytes[pm])
-            readout_total = act_out * split_k
-            if self.placement == "logic_die":
-                fan = jnp.minimum(groups, self.stacks) * (self.channels / self.stacks)
+            if mapping is None:  # the default split: whole weight rows per bank
+                blocks = self._pim_block(ops, pm, 1.0, bg, far, hard)
             else:
-                fan = jnp.minimum(groups, self.channels)
-            bus_bytes = act_in / fan + (readout_total + kv_write) * inv_channels
-            over_blocks.append(ops.launches[pm] * self.launch_overhead
-                               + bus_bytes * (1.0 / self.channel_bandwidth))
-
-            # energy (J per instance) by DRAM level
-            cross_bits = 8.0 * (act_in + readout_total + kv_write)  # bits reaching the host
-            read_bits = 8.0 * bytes_int
-            e_cell = (rows_opened * (self.row_bytes * 8.0 * self.cell_activate_energy)
-                      + read_bits * self.cell_read_energy)
-            e_bg = ((read_bits + cross_bits) if bg else cross_bits) * self.bank_group_energy
-            far_bits = (read_bits + cross_bits) if far else cross_bits
-            e_gio = far_bits * self.global_io_energy
-            e_tsv = far_bits * self.tsv_energy
-            e_ip = cross_bits * self.interposer_energy
-            e_mac = flops * ops.compute_bits[pm] * (0.5 / MAC_REFERENCE_BITS
-                                                     * self.mac_energy)
-            e_blocks.append(jnp.stack([e_cell, e_bg, e_gio, e_tsv, e_ip, e_mac, zero],
-                                      axis=1))
+                # k-split as an expected value over the neighbouring integer splits:
+                # exact at integers, with the finite difference to the next split as
+                # its derivative (one-sided, into the domain, at either bound)
+                s_max = jnp.floor(jnp.log2(self.sites))  # splits that fit the sites
+                s = bounded(mapping.k_split_log2, 0.0, s_max)
+                if hard:
+                    s = jnp.floor(s + 0.5)
+                s0 = jnp.clip(jnp.floor(s), 0.0, jnp.maximum(s_max - 1.0, 0.0))
+                w = s - s0  # in [0, 1]: s0 <= s <= s0 + 1
+                lo = self._pim_block(ops, pm, 2.0 ** s0, bg, far, hard)
+                hi = self._pim_block(ops, pm, 2.0 ** (s0 + 1.0), bg, far, hard)
+                blocks = jax.tree.map(lambda a, b: a + w * (b - a), lo, hi)
+            for out, block in zip((t_blocks, max_blocks, over_blocks, e_blocks), blocks):
+                if block is not None:
+                    out.append(block)
 
         if n_host:
             # host rows (softmax, norms, activations, ...) run on the host / ASIC

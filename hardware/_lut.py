@@ -28,7 +28,9 @@ size (mapping; continuous, rounded with ``hard=True``), G = ``groups``, [m, k] x
     t_dram    = dram_bytes / min(B_dram eta_dram, cores B_core)    (weights at b bits)
 
 Weight rows whose weight_bits exceed what the tables take (``max_weight_bits``, log2(3)
-for ternary) fall back to the host, as T-MAC falls back to llama.cpp kernels. Other rows
+for ternary) fall back to the host, as T-MAC falls back to llama.cpp kernels (the share
+on the tables is `smooth_threshold(weight_bits, max_weight_bits)`: continuous, exact at
+whole bit-widths, with the 1-bit trend as its gradient). Other rows
 (attention, norms, softmax, LM head at 16 bits) run on the host:
 ``t_host = flops / F_host``. Every row: ``t = smooth_max(t_lut, t_spill, t_dram, t_host)
 + launches t_dispatch``.
@@ -54,7 +56,7 @@ from jaxtyping import Array, Float
 from perfmodel._errors import ModelInputError
 from perfmodel._ops import Ops
 from perfmodel._report import Cost
-from perfmodel._smooth import smooth_ceil, smooth_min, smooth_relu
+from perfmodel._smooth import smooth_ceil, smooth_min, smooth_relu, smooth_threshold
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
 from perfmodel.hardware._xpu import MemoryLevel, from_odds, to_odds
@@ -199,8 +201,8 @@ class LUT(AbstractUnit):
         g = self._group_size(mapping, hard)
         # weight GEMMs run on the tables when the weights fit the encoding; wider weights
         # (e.g. 16-bit) fall back to the host, as T-MAC falls back to llama.cpp kernels
-        lut = np.array([k in LUT_KINDS for k in ops.kinds], dtype=float) * (
-            ops.weight_bits <= self.representable_weight_bits)
+        lut = np.array([k in LUT_KINDS for k in ops.kinds], dtype=float) * smooth_threshold(
+            ops.weight_bits, self.representable_weight_bits, hard=hard)
         host = 1.0 - lut
         G, m, n, k = ops.groups, ops.m, ops.n, ops.k
         rate = self.units * self.lanes * self.clock * self.lut_efficiency

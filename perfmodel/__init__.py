@@ -13,13 +13,13 @@ Subpackages: `perfmodel.hardware` (targets and presets), `perfmodel.workloads`
 """
 
 from perfmodel import _units as units
-from perfmodel._errors import ModelInputError
+from perfmodel._errors import ModelInputError, PlausibilityWarning
 from perfmodel._evaluate import check_ops, evaluate, sweep
 from perfmodel._ops import OP_KINDS, Ops, concat_ops, make_ops
 from perfmodel._report import Cost, Report, report_from_cost, roofline_report
-from perfmodel._smooth import (CEIL_RAMP, RIDGE_SHARPNESS, smooth_ceil, smooth_max,
+from perfmodel._smooth import (CEIL_RAMP, RIDGE_SHARPNESS, bounded, smooth_ceil, smooth_max,
                                smooth_maximum, smooth_min, smooth_relu, smooth_step,
-                               soft_choice)
+                               smooth_threshold, soft_choice)
 from perfmodel._target import AbstractTarget, AbstractUnit
 
 __version__ = "0.1.0"
@@ -32,9 +32,9 @@ from perfmodel._sensitivity import sensitivity  # noqa: E402
 
 __all__ = [
     "evaluate", "sweep", "Ops", "Report", "Cost", "report_from_cost", "AbstractTarget",
-    "AbstractUnit", "ModelInputError", "make_ops",
+    "AbstractUnit", "ModelInputError", "PlausibilityWarning", "make_ops",
     "concat_ops", "check_ops", "roofline_report", "OP_KINDS", "smooth_max",
     "smooth_maximum", "smooth_min", "smooth_relu", "smooth_ceil", "smooth_step",
-    "soft_choice", "RIDGE_SHARPNESS", "CEIL_RAMP", "units", "citation", "hardware",
+    "soft_choice", "smooth_threshold", "bounded", "RIDGE_SHARPNESS", "CEIL_RAMP", "units", "citation", "hardware",
     "workloads", "fit", "opt", "sensitivity", "__version__",
 ]

@@ -153,6 +153,42 @@ def _describe(hardware, path) -> tuple[list[str], object, str, str]:
     return parts[:-1], holder, parent, field
 
 
+def _leaves(hardware, params):
+    """Per float leaf of ``params`` (the inexact part of ``hardware``), in flatten order:
+    (readable name of each of its elements, unit, value in that unit, whether the leaf
+    is an efficiency held as odds and shown as its fraction)."""
+    out = []
+    for path, p in jax.tree_util.tree_flatten_with_path(params)[0]:
+        parents, owner, parent, field = _describe(hardware, path)
+        p = np.asarray(p, dtype=np.float64)
+        odds = field.endswith("odds")
+        if odds:
+            name, (unit, _) = _fraction_name(owner, field), _FRACTION
+            shown = p / (1.0 + p)                 # f = o / (1 + o)
+        else:
+            unit, per_unit = _unit(owner, parent, field)
+            name, shown = field, p / per_unit
+        label = ".".join(parents + [name])
+        dtypes = getattr(owner, "datatypes", ())
+        if p.ndim == 0:
+            labels = [label]
+        elif p.ndim == 1 and len(dtypes) == p.size:
+            labels = [f"{label}.{d}" for d in dtypes]          # peak_flops.fp16
+        else:
+            labels = [f"{label}[{', '.join(map(str, np.unravel_index(k, p.shape)))}]"
+                      for k in range(p.size)]
+        out.append((labels, unit, shown, odds))
+    return out
+
+
+def parameter_names(hardware) -> list[str]:
+    """Readable names of every scalar float parameter of ``hardware``, in the order of
+    ``jax.tree.leaves(eqx.filter(hardware, eqx.is_inexact_array))`` and their elements
+    (the names `sensitivity` reports)."""
+    params = eqx.filter(hardware, eqx.is_inexact_array)
+    return [name for labels, *_ in _leaves(hardware, params) for name in labels]
+
+
 def metric_names() -> list[str]:
     """The scalar `Report` metrics: fields annotated as scalars (``latency``, ``energy``,
     ``tokens``, ``static_energy``, ``area``) and every property (``tokens_per_s``,
@@ -238,27 +274,14 @@ def sensitivity(hardware: AbstractTarget, ops: Ops, metric: str = "latency", map
                               f"(d log metric / d log parameter) need a finite nonzero "
                               f"metric.")
     rows = []
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    for (path, p), g in zip(leaves, jax.tree.leaves(grads), strict=True):
-        parents, owner, parent, field = _describe(hardware, path)
+    leaves = jax.tree.leaves(params)
+    for (labels, unit, shown, odds), p, g in zip(_leaves(hardware, params), leaves,
+                                                 jax.tree.leaves(grads), strict=True):
         p, g = np.asarray(p, dtype=np.float64), np.asarray(g, dtype=np.float64)
         elasticity = g * p / value
-        if field.endswith("odds"):
-            name, (unit, _) = _fraction_name(owner, field), _FRACTION
-            shown = p / (1.0 + p)                 # f = o / (1 + o)
+        if odds:
             elasticity = elasticity * (1.0 + p)   # e_f = e_o / (1 - f), 1/(1 - f) = 1 + o
-        else:
-            unit, per_unit = _unit(owner, parent, field)
-            name, shown = field, p / per_unit
-        label = ".".join(parents + [name])
-        dtypes = getattr(owner, "datatypes", ())
-        for k, (v, e) in enumerate(zip(np.ravel(shown), np.ravel(elasticity))):
-            if p.ndim == 0:
-                full = label
-            elif p.ndim == 1 and len(dtypes) == p.size:
-                full = f"{label}.{dtypes[k]}"    # peak_flops.fp16
-            else:
-                full = f"{label}[{', '.join(map(str, np.unravel_index(k, p.shape)))}]"
+        for full, v, e in zip(labels, np.ravel(shown), np.ravel(elasticity)):
             rows.append({"name": full, "value": float(v), "unit": unit,
                          "elasticity": float(e)})
     rows.sort(key=lambda r: -abs(r["elasticity"]) if np.isfinite(r["elasticity"]) else 0.0)

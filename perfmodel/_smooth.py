@@ -13,6 +13,17 @@ Bounds (tested in tests/test_smooth.py):
   with ``r = (a + b)^2 / |a - b|`` away from it (0.05 % at a = 2b).
 * `smooth_ceil(x)` equals ``ceil(x)`` except within ``CEIL_RAMP`` above an integer
   k >= 1, where it ramps linearly from ``k`` to ``k + 1``.
+* `smooth_min(a, b)` lies in ``[min(a, b) / (1 + RIDGE_SHARPNESS), min(a, b)]``.
+
+Gradients of discrete quantities (the rule; docs/architecture.md, "Gradients"). A
+rounded quantity's smooth form is continuous and exact at the integers, but its
+derivative is that of the *trend* between neighbouring integers, not of the steep ramp
+that joins them: `smooth_ceil`'s derivative is that of ``max(x, 1)`` (the count grows
+one per unit of its argument: straight-through), `smooth_threshold`'s that of the
+linear interpolation between the last integer inside and the first outside. The value
+stays within the bounds above; only the gradient is a surrogate (``jax.custom_jvp``).
+A clip to a domain (`bounded`) passes the gradient at its bounds, so the derivative
+there is the one-sided derivative into the domain.
 """
 
 import functools
@@ -61,10 +72,15 @@ def smooth_maximum(values, *, axis: int = 0, hard: bool = False,
 
 
 def smooth_min(a, b, *, hard: bool = False, sharpness: float = RIDGE_SHARPNESS):
-    """Minimum of two non-negative quantities: ``a + b - smooth_max(a, b)``."""
+    """Minimum of two non-negative quantities: ``a b / smooth_max(a, b)``.
+
+    Homogeneous of degree one, never above the exact minimum and at most a factor
+    ``1 + s`` below it, and non-decreasing in both arguments (``a + b - smooth_max``
+    falls in its larger argument and goes negative when one argument is 1/s^2 times
+    the other)."""
     if hard:
         return jnp.minimum(a, b)
-    return a + b - smooth_max(a, b, sharpness=sharpness)
+    return a * b / smooth_max(a, b, sharpness=sharpness)
 
 
 def smooth_relu(x, scale, *, hard: bool = False, sharpness: float = RIDGE_SHARPNESS):
@@ -81,14 +97,68 @@ def smooth_ceil(x, *, hard: bool = False, ramp: float = CEIL_RAMP):
     """Ceiling of a count. Smooth form: ``floor(x) + clip(frac(x) / ramp, 0, 1)``, and
     never below 1 for ``x > 0`` (a positive count of tiles or waves is at least one).
 
-    Continuous, exact outside a window of width ``ramp`` above each integer >= 1, with
-    gradient ``1 / ramp`` inside it and 0 elsewhere (like the exact step, but finite).
+    Continuous and exact outside a window of width ``ramp`` above each integer >= 1.
+    Its derivative is the trend's, ``d max(x, 1) / dx`` (1 from x = 1 on, 0 below), at
+    every point: never the ramp's ``1 / ramp`` nor the zero between ramps.
     """
     if hard:
         return jnp.ceil(x)
+    return _ramp_ceil(x, ramp)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _ramp_ceil(x, ramp):
     fl = jnp.floor(x)
     s = fl + jnp.clip((x - fl) / ramp, 0.0, 1.0)
     return jnp.where(x > 0, jnp.maximum(s, 1.0), s)
+
+
+@_ramp_ceil.defjvp
+def _ramp_ceil_jvp(ramp, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return _ramp_ceil(x, ramp), jnp.where(x >= 1.0, dx, jnp.zeros_like(dx))
+
+
+def smooth_threshold(x, limit, *, hard: bool = False, ramp: float = CEIL_RAMP):
+    """Indicator ``x <= limit`` (1 inside, 0 outside) of a quantity that takes integer
+    steps, such as a bit-width against the widest a datapath takes.
+
+    Smooth form: 1 up to ``limit``, falling linearly to 0 over ``ramp`` above it (exact
+    outside that window); derivative: the trend's, ``-1`` per unit over
+    ``[limit, limit + 1)`` (the linear interpolation from the last value inside to the
+    first outside), 0 elsewhere."""
+    if hard:
+        return (jnp.asarray(x) <= limit).astype(jnp.result_type(x, float))
+    return _ramp_threshold(x, limit, ramp)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _ramp_threshold(x, limit, ramp):
+    return 1.0 - jnp.clip((x - limit) / ramp, 0.0, 1.0)
+
+
+@_ramp_threshold.defjvp
+def _ramp_threshold_jvp(ramp, primals, tangents):
+    (x, limit), (dx, dlimit) = primals, tangents
+    inside = (x >= limit) & (x < limit + 1.0)
+    return _ramp_threshold(x, limit, ramp), jnp.where(inside, dlimit - dx,
+                                                      jnp.zeros_like(dx))
+
+
+@jax.custom_jvp
+def bounded(x, lo, hi):
+    """``clip(x, lo, hi)`` for a relaxed choice confined to a domain, with the gradient
+    of ``x`` passed on the closed domain, bounds included: the derivative at a bound is
+    the one-sided derivative into the domain (``jnp.clip`` halves it there), and 0
+    outside, where the choice is pinned."""
+    return jnp.clip(x, lo, hi)
+
+
+@bounded.defjvp
+def _bounded_jvp(primals, tangents):
+    (x, lo, hi), (dx, dlo, dhi) = primals, tangents
+    out = jnp.where(x < lo, dlo, jnp.where(x > hi, dhi, dx))
+    return bounded(x, lo, hi), out
 
 
 def smooth_step(x, width, *, hard: bool = False):

@@ -1,0 +1,120 @@
+"""Gradient audit of every target family, in float64 (`perfmodel._audit`).
+
+For one preset point per family (and the integer knobs of its workload), every input's
+automatic derivative is compared with the finite slopes to its neighbouring integers (or
++-1 %); each input's range ([x/2, 2x], bits [1, 16], mapping bounds) is scanned for
+steps. Prints a summary per family and, with ``--rows``, every disagreement.
+
+    python benchmarks/gradient_audit.py [--rows] [--no-scan] [--family NAME]
+
+Used for the before/after table of the gradient issue (benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import perfmodel as pm  # noqa: E402
+from perfmodel._audit import gradient_audit  # noqa: E402
+
+#: Relative jump (at an interval of ~1e-12 of the range) that counts as a step.
+STEP_TOL = 1e-6
+
+DEFAULT = "default"  # the target's default mapping, audited too
+#: family -> (hardware preset, workload preset, phase, knobs, mapping or None)
+CASES = {
+    "xpu": ("a100-80gb", "llama-2-7b", "decode",
+            dict(batch=1, context=1024, wbits=16, abits=16, kvbits=16), None),
+    "dram-pim (hbm-pim)": ("hbm-pim", "gpt2-xl", "decode",
+                           dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), DEFAULT),
+    "dram-pim (pim-gpt)": ("pim-gpt", "gpt2-xl", "decode",
+                           dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), DEFAULT),
+    "lut (tmac)": ("tmac-m2-ultra", "llama-2-7b", "decode",
+                   dict(batch=1, context=1024, wbits=4, abits=16, kvbits=16), DEFAULT),
+    "lut (sail)": ("sail", "llama-2-7b", "decode",
+                   dict(batch=1, context=1024, wbits=4, abits=16, kvbits=16), DEFAULT),
+    "cim": ("edgecim", "llama-2-7b", "decode",
+            dict(batch=1, context=1024, wbits=4, abits=4, kvbits=4), None),
+    "bonded-3d": ("elmoe-3d", "llama-2-7b", "decode",
+                  dict(batch=1, context=1024, wbits=16, abits=16, kvbits=16), None),
+    "optical": ("opima", "resnet-50", "inference", dict(batch=1, wbits=8, abits=8),
+                DEFAULT),
+    "system": ("neupims", "llama-2-7b", "decode",
+               dict(batch=8, context=2048, wbits=16, abits=16, kvbits=16), None),
+    "eager-framework": ("t4-pytorch-eager", "gpt2", "decode",
+                        dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), None),
+}
+
+
+def default_mapping(hw):
+    """The mapping a target uses when given none, as an explicit pytree."""
+    import jax.numpy as jnp
+
+    if isinstance(hw, pm.hardware.DramPim):
+        return pm.hardware.DramPimMapping(k_split_log2=jnp.asarray(0.0))
+    if isinstance(hw, pm.hardware.OpticalAccelerator):
+        return pm.hardware.OpticalMapping(wavelengths=hw.comb_lines)
+    return hw.default_mapping()
+
+
+def summarize(family, rows, seconds):
+    bad = [r for r in rows if r["verdict"] != "ok"]
+    mono = [r for r in rows if r["monotone"]
+            and any(s is not None and s > 1e-6 for s in (r["forward"], r["backward"],
+                                                          r["autodiff"]))]
+    steps = [r for r in rows if r.get("jump", 0.0) > STEP_TOL]
+
+    def ratio(r):
+        ref = max(abs(s) for s in (r["forward"], r["backward"]) if s is not None)
+        return abs(r["autodiff"]) / ref if ref > 0 else math.inf
+
+    worst = max((ratio(r) for r in rows if abs(r["autodiff"]) > 1e-4), default=0.0)
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("sign", "zero", "magnitude")}
+    print(f"{family:<20}{len(rows):>4} inputs  ok {len(rows) - len(bad):>3}  "
+          f"sign {counts['sign']:>2}  zero {counts['zero']:>2}  magnitude "
+          f"{counts['magnitude']:>2}  worst |g|/slope {worst:8.3g}  "
+          f"monotone violations {len(mono)}  steps {len(steps)}  ({seconds:.0f} s)",
+          flush=True)
+    return bad, mono, steps
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", action="store_true", help="print every disagreement")
+    p.add_argument("--no-scan", action="store_true", help="skip the step scans")
+    p.add_argument("--family", action="append", help="only these families")
+    a = p.parse_args()
+    for family, case in CASES.items():
+        if a.family and not any(f in family for f in a.family):
+            continue
+        hw_name, wl_name, phase, knobs, mapping = case
+        hw = pm.hardware.preset(hw_name)
+        t0 = time.perf_counter()
+        rows = gradient_audit(hw, pm.workloads.preset(wl_name), phase, scan=not a.no_scan,
+                              mapping=default_mapping(hw) if mapping else None, **knobs)
+        bad, mono, steps = summarize(family, rows, time.perf_counter() - t0)
+        if a.rows:
+            for r in bad:
+                print(f"    {r['verdict']:<10}{r['name']:<42} x={r['value']:<10.4g} "
+                      f"g={r['autodiff']:+.3e}  f={_fmt(r['forward'])}  "
+                      f"b={_fmt(r['backward'])}  trend={_fmt(r['trend'])}")
+            for r in mono:
+                print(f"    monotone  {r['name']:<42} g={r['autodiff']:+.3e}  "
+                      f"f={_fmt(r['forward'])}  b={_fmt(r['backward'])}")
+            for r in steps:
+                print(f"    step      {r['name']:<42} at {r['jump_at']:.6g}: "
+                      f"jump {r['jump']:.3g}")
+
+
+def _fmt(x):
+    return "   --    " if x is None else f"{x:+.3e}"
+
+
+if __name__ == "__main__":
+    main()
