@@ -120,7 +120,7 @@ SCAN_RANGES = {"batch": (1.0, 64.0), "context": (0.0, 4096.0), "prompt": (1.0, 4
 
 def gradient_audit(hardware, workload, phase: str = "decode", *, mapping=None,
                    metric: str = "latency", hard: bool = False, rel_step: float = 0.01,
-                   scan: bool = False, **knobs) -> list[dict]:
+                   scan: bool | tuple[str, ...] = False, **knobs) -> list[dict]:
     """Automatic derivatives against finite slopes to the neighbouring integer (or
     ``rel_step``) for every input of one design (module docstring).
 
@@ -135,7 +135,8 @@ def gradient_audit(hardware, workload, phase: str = "decode", *, mapping=None,
     `Report` field or property), ``hard`` (audit the exact model instead), ``rel_step``,
     ``scan``: also look for a step along each input (`step_scan` over [x/2, 2x] for
     hardware leaves, `SCAN_RANGES` for knobs, the domain for mapping leaves) and report
-    it as ``jump`` (the largest relative discontinuity) and ``jump_at``.
+    it as ``jump`` (the largest relative discontinuity) and ``jump_at``; True for every
+    input, or a tuple of the groups to scan (``("workload", "mapping")``).
 
     **Returns** one dict per scalar input: ``name`` (``hardware.dram.bandwidth``,
     ``workload.wbits``, ``mapping.k_split_log2``), ``value``, ``step``, ``autodiff``
@@ -192,7 +193,8 @@ def gradient_audit(hardware, workload, phase: str = "decode", *, mapping=None,
         row = dict(name=name, value=x, step=h, autodiff=g, forward=f, backward=b,
                    trend=trend, verdict=_verdict(g, f, b, trend),
                    monotone=bool(MONOTONE.search(name.split(".", 1)[1])))
-        if scan:
+        groups = ("hardware", "workload", "mapping") if scan is True else (scan or ())
+        if name.split(".")[0] in groups:
             if group == 0:
                 a, z = 0.5 * x, 2.0 * x
             elif group == 1:
