@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import pathlib
 
 import jax.numpy as jnp
@@ -158,7 +159,8 @@ def price(name: str) -> float:
 
 def from_spec(data: dict, label: str = "hardware spec"):
     """Build a target from a parsed spec dict (dispatch on ``family``)."""
-    data = _take_cost(resolve_extends(data, label), label)
+    data = dict(_take_cost(resolve_extends(data, label), label))
+    overrides = data.pop("overrides", None)
     family = data.get("family")
     valid = ", ".join(sorted(_FAMILIES))
     if family is None:
@@ -168,7 +170,31 @@ def from_spec(data: dict, label: str = "hardware spec"):
         raise ModelInputError(
             f"{label}: family = {family!r} is not a hardware family"
             + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; valid: {valid}.")
-    return family_builder(family)(data, label)
+    target = family_builder(family)(data, label)
+    return _apply_overrides(target, overrides, label) if overrides else target
+
+
+def _apply_overrides(target, overrides, label: str):
+    """A spec's ``[overrides]`` table: float parameters set by the names
+    `perfmodel.sensitivity` reports (``"dram.bandwidth" = 3.2e12``; SI, fractions as
+    fractions), after the family's fields are read. Written by `perfmodel.opt` for an
+    optimized design that ``extends`` its starting preset."""
+    from perfmodel._paths import leaf_table, set_values
+
+    if not isinstance(overrides, dict):
+        raise ModelInputError(f"{label}: overrides must be a table of parameter = value.")
+    table = leaf_table(target)
+    for name, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value <= 0:
+            raise ModelInputError(f"{label}: overrides.{name} = {value!r} is invalid; it must "
+                                  "be a finite number > 0 (SI units).")
+        if name in table and table[name][2] and not value < 1:
+            raise ModelInputError(f"{label}: overrides.{name} = {value!r} is invalid; it is "
+                                  "a fraction in (0, 1).")
+    target = set_values(target, {k: float(v) for k, v in overrides.items()})
+    target.check()
+    return target
 
 
 def preset_family(name: str) -> str:
