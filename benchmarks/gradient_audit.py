@@ -52,17 +52,6 @@ CASES = {
 }
 
 
-def default_mapping(hw):
-    """The mapping a target uses when given none, as an explicit pytree."""
-    import jax.numpy as jnp
-
-    if isinstance(hw, pm.hardware.DramPim):
-        return pm.hardware.DramPimMapping(k_split_log2=jnp.asarray(0.0))
-    if isinstance(hw, pm.hardware.OpticalAccelerator):
-        return pm.hardware.OpticalMapping(wavelengths=hw.comb_lines)
-    return hw.default_mapping()
-
-
 def summarize(family, rows, seconds):
     bad = [r for r in rows if r["verdict"] != "ok"]
     mono = [r for r in rows if r["monotone"]
@@ -97,7 +86,7 @@ def main():
         hw = pm.hardware.preset(hw_name)
         t0 = time.perf_counter()
         rows = gradient_audit(hw, pm.workloads.preset(wl_name), phase, scan=not a.no_scan,
-                              mapping=default_mapping(hw) if mapping else None, **knobs)
+                              mapping=hw.default_mapping() if mapping else None, **knobs)
         bad, mono, steps = summarize(family, rows, time.perf_counter() - t0)
         if a.rows:
             for r in bad:

@@ -175,6 +175,9 @@ class DramPim(AbstractUnit):
     def bandwidth_efficiency(self):
         return self.bandwidth_odds / (1.0 + self.bandwidth_odds)
 
+    def default_mapping(self) -> DramPimMapping:
+        return default_mapping()
+
     @property
     def sites_per_channel(self):
         if self.placement == "bank":

@@ -144,6 +144,10 @@ class OpticalAccelerator(AbstractUnit):
         return from_odds(self.laser_odds)
 
     # ------------------------------------------------------------------ physics
+    def default_mapping(self) -> OpticalMapping:
+        """Every comb line carries data."""
+        return OpticalMapping(wavelengths=self.comb_lines)
+
     def insertion_loss_db(self, wavelengths):
         """Total insertion loss (dB) from the laser to a photodetector."""
         return (self.waveguide_loss * self.waveguide_length + self.coupler_loss

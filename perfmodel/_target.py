@@ -35,6 +35,11 @@ class AbstractTarget(eqx.Module):
         must be finite and positive."""
         check_positive_leaves(self, type(self).__name__)
 
+    def default_mapping(self):
+        """The mapping `evaluate` uses when given None, as an explicit pytree whose float
+        leaves an optimizer may move; None for a family without mapping choices."""
+        return None
+
 
 class AbstractUnit(AbstractTarget):
     """A target that runs every row itself (an xPU, a PIM device, a CIM chip...).

@@ -100,14 +100,6 @@ EXCEPTIONS = {
 }
 
 
-def _mapping(hw):
-    if isinstance(hw, pm.hardware.DramPim):
-        return pm.hardware.DramPimMapping(k_split_log2=jnp.asarray(0.0))
-    if isinstance(hw, pm.hardware.OpticalAccelerator):
-        return pm.hardware.OpticalMapping(wavelengths=hw.comb_lines)
-    return hw.default_mapping()
-
-
 #: Families whose knobs and mapping leaves are also scanned for steps (T-MAC used to jump
 #: at wbits = max_weight_bits; the others have bit-width and tiling thresholds).
 SCANNED = ("lut", "dram-pim", "cim", "optical")
@@ -120,7 +112,7 @@ def test_gradient_audit(family):
     with jax.enable_x64(True):
         rows = gradient_audit(hw, pm.workloads.preset(wl_name), phase,
                               scan=("workload", "mapping") if family in SCANNED else False,
-                              mapping=_mapping(hw) if with_mapping else None, **knobs)
+                              mapping=hw.default_mapping() if with_mapping else None, **knobs)
     assert len(rows) >= 20
     bad = {r["name"]: r for r in rows if r["verdict"] != "ok"}
     assert not [r for r in bad.values() if r["verdict"] in ("sign", "zero")], bad
