@@ -1,12 +1,27 @@
-"""Gradient-based co-optimization of hardware, mapping and workload parameters.
+"""Gradient-based co-design of hardware, mapping and workload (docs/codesign.md).
 
-Not implemented yet: design spaces (which leaves move, log/sigmoid transforms and
-bounds), objectives with constraints, vmapped multi-start optax loops, hardening and
-exact re-scoring, and the random/grid/evolution-strategy baselines are the subject of
-the co-optimization issue. What already works for optimization today lives in the core:
-`perfmodel.evaluate` is differentiable in every float leaf of a design, and
-`perfmodel.fit.fit_least_squares` shows the unconstrained-parameter pattern (log for
-positive values, logit for fractions) with optax.
+    import perfmodel as pm
+    from perfmodel import opt
+
+    space = opt.Space(pm.hardware.preset("hbm-pim"), {
+        "hardware.mac_lanes": opt.Integer(4, 64),
+        "hardware.pim_clock": opt.Real(150e6, 1.2e9),
+        "workload.wbits": opt.Integer(2, 16)})
+    objective = opt.Objective(pm.workloads.preset("llama-2-7b"), "tokens_per_s",
+                              mix=opt.mix_grid(batch=[1, 8], context=[1024]))
+    result = opt.optimize(space, objective, [opt.Constraint("power", max=60.0)])
+    result.values, result.score, result.constraint_report
+
+- `Space` and its dims (`Real`, `Integer`, `PowerOfTwo`, `Choice`): which inputs move;
+- `Objective` (a metric over a workload mix), `Constraint` (bounds), `mix_grid`;
+- `optimize`: multi-start augmented-Lagrangian descent with optax, annealing, hardening
+  and exact re-scoring; `Result`;
+- `spaces`: named spaces per family; `write_spec`: the best design as a TOML spec.
 """
 
-__all__: list[str] = []
+from perfmodel.opt._objective import Constraint, Objective, mix_grid
+from perfmodel.opt._optimize import Result, optimize
+from perfmodel.opt._space import Choice, Dim, Integer, PowerOfTwo, Real, Space
+
+__all__ = ["Space", "Dim", "Real", "Integer", "PowerOfTwo", "Choice", "Objective",
+           "Constraint", "mix_grid", "optimize", "Result"]

@@ -279,10 +279,11 @@ class LLM:
     def weight_bytes(self, wbits):
         """Bytes of all weights: embeddings and LM head at EMBED_BITS, experts at their
         native `expert_bits` when the model has one, the rest at wbits."""
-        outer = self._embed_params() + self._head_params()
-        body = self.parameter_count() - outer
-        experts = (self.moe_layers * self.experts * self._expert_params()
-                   if self.expert_bits else 0)
+        # float counts: a Python int above 2^31 times a traced bit-width overflows
+        outer = float(self._embed_params() + self._head_params())
+        body = float(self.parameter_count()) - outer
+        experts = float(self.moe_layers * self.experts * self._expert_params()
+                        if self.expert_bits else 0)
         return ((body - experts) * wbits + experts * self.expert_bits
                 + outer * EMBED_BITS) / 8
 

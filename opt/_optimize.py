@@ -1,0 +1,399 @@
+"""`optimize`: gradient-based co-design over a `Space`, many starts at once.
+
+Per start, a coordinate vector ``u`` (see `perfmodel.opt.Space`) descends the augmented
+Lagrangian of the relaxed (smooth) problem
+
+    L(u) = loss(u) + sum_j lambda_j g_j(u) + mu / 2 sum_j max(g_j(u), 0)^2
+
+with any optax transformation (Adam by default), each step projected back into the box
+of every dim. Every ``chunk`` steps: the multipliers step, ``lambda_j <- max(0,
+lambda_j + mu g_j)`` and ``mu <- growth mu`` (to a cap); relaxed choices anneal their
+temperature geometrically from ``temperature[0]`` to ``temperature[1]``; every start is
+hardened (integers rounded, choices made) and re-scored with the exact model
+(``hard=True``), and the best feasible hardened point of each start is kept. The result
+is the best feasible *hardened* design over all starts and checkpoints (or, when none is
+feasible, the least violating one, flagged infeasible), re-scored exactly and validated
+eagerly (``hardware.check``), with the path of every start.
+
+Starts run as one ``vmap``; on several devices (``jax.devices()``) they are sharded over
+them (`jax.sharding.NamedSharding`), the same code a multi-host run uses after
+``jax.distributed.initialize()``. Deterministic for a seed; with ``checkpoint=DIR`` the
+state after every chunk is written atomically (write then rename) and ``resume=True``
+continues from it with the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from perfmodel._errors import ModelInputError
+from perfmodel.opt._objective import MAXIMIZE, Objective, problem_fn
+
+#: Violation (log ratio) below which a constraint counts as met: 1e-6 relative.
+FEASIBLE_TOL = 1e-6
+#: A constraint is reported active when its value is within this log ratio of its limit.
+ACTIVE_TOL = 0.02
+
+
+@dataclasses.dataclass
+class Result:
+    """What `optimize` found.
+
+    - ``values``: path -> value of the best feasible hardened design;
+    - ``hardware``, ``mapping``, ``knobs``: that design as the model's inputs;
+    - ``score``: metric -> its exact (``hard=True``) value, the weighted geometric mean
+      over the mix (``loss`` is the objective's exact loss);
+    - ``constraints``: per constraint ``name``, ``value``, ``limit``, ``active``,
+      ``satisfied``; ``feasible``: all satisfied and the eager check passed;
+    - ``history``: per chunk and start, the relaxed loss and the hardened exact loss
+      (``inf`` where infeasible); ``start_losses``: each start's best hardened loss;
+    - ``evaluations``: model evaluations in forward-evaluation equivalents (a
+      value-and-gradient counts ``grad_cost`` of them), ``wall_s``, ``seed``, ``steps``,
+      ``starts``.
+    """
+
+    space: object
+    objective: Objective
+    constraints: tuple
+    values: dict
+    hardware: object
+    mapping: object
+    knobs: dict
+    score: dict
+    loss: float
+    constraint_report: list
+    feasible: bool
+    history: dict
+    start_losses: np.ndarray
+    evaluations: float
+    grad_cost: float
+    wall_s: float
+    seed: int
+    steps: int
+    starts: int
+
+    @property
+    def sense(self):
+        return self.objective.sense
+
+    @property
+    def best(self) -> float:
+        """The objective's exact value: the single metric's weighted geometric mean, or
+        the combined loss."""
+        m = self.objective.metric
+        return self.score[m] if isinstance(m, str) else self.loss
+
+    def summary(self) -> dict:
+        """A JSON-ready summary (what `perfmodel optimize --json` prints)."""
+        return {"best": {k: float(v) for k, v in self.values.items()},
+                "score": {k: float(v) for k, v in self.score.items()},
+                "objective": self.objective.describe(), "sense": self.sense,
+                "feasible": self.feasible,
+                "constraints": self.constraint_report,
+                "evaluations": self.evaluations, "wall_s": self.wall_s, "seed": self.seed,
+                "steps": self.steps, "starts": self.starts}
+
+
+def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
+             steps: int = 300, optimizer: optax.GradientTransformation | None = None,
+             seed: int = 0, chunk: int = 25, temperature=(1.0, 0.05), penalty: float = 10.0,
+             penalty_growth: float = 2.0, penalty_max: float = 1e4, progress=None,
+             checkpoint=None, resume: bool = False) -> Result:
+    """Co-optimize the moving inputs of ``space`` for ``objective`` under
+    ``constraints`` (module docstring).
+
+    **Main arguments:**
+
+    - ``space``: a `perfmodel.opt.Space` (or a named one from `perfmodel.opt.spaces`).
+    - ``objective``: a `perfmodel.opt.Objective`.
+    - ``constraints``: `perfmodel.opt.Constraint` bounds (area, power, SLOs, quality).
+
+    **Other arguments:**
+
+    - ``starts``: independent starts (one `vmap`; start 0 is the space's starting design,
+      the others uniform in the coordinates); ``steps``: gradient steps per start.
+    - ``optimizer``: any optax transformation (default ``optax.adam(0.05)``); ``seed``.
+    - ``chunk``: steps between multiplier updates, annealing, hardening and checkpoints.
+    - ``temperature``: (start, end) of the relaxed choices' softmax temperature.
+    - ``penalty``, ``penalty_growth``, ``penalty_max``: the augmented Lagrangian's mu.
+    - ``progress``: a callable ``(done_steps, total, best)`` or True for a bar on a
+      terminal (tqdm); None: a bar only when stderr is a terminal.
+    - ``checkpoint``: a directory for the run's state and every hardened point;
+      ``resume``: continue from it.
+    """
+    t0 = time.perf_counter()
+    if starts < 1 or steps < 0 or chunk < 1:
+        raise ModelInputError("starts and chunk must be >= 1 and steps >= 0.")
+    constraints = tuple(constraints)
+    optimizer = optimizer or optax.adam(0.05)
+    f = problem_fn(space, objective, constraints)
+    n_con = len(constraints)
+
+    def augmented(u, lam, mu, temp):
+        loss, g, _ = f(u, temp, False)
+        return loss + jnp.sum(lam * g) + 0.5 * mu * jnp.sum(jnp.maximum(g, 0.0) ** 2), g
+
+    grad_fn = jax.vmap(jax.value_and_grad(augmented, has_aux=True), in_axes=(0, 0, None, None))
+
+    def chunk_fn(u, opt_state, lam, mu, temps):
+        def step(carry, temp):
+            u, opt_state = carry
+            (val, _), grads = grad_fn(u, lam, mu, temp)
+            updates, opt_state = optimizer.update(grads, opt_state, u)
+            u = space.project(optax.apply_updates(u, updates))
+            return (u, opt_state), val
+
+        (u, opt_state), vals = jax.lax.scan(step, (u, opt_state), temps)
+        _, g, _ = jax.vmap(lambda x: f(x, temps[-1], False))(u)
+        return u, opt_state, vals, g
+
+    chunk_fn = jax.jit(chunk_fn)
+    exact = jax.jit(jax.vmap(lambda x: f(space.harden(x), 1.0, True)[:2]))
+
+    # ---- initial state (or the checkpoint's)
+    ckpt = pathlib.Path(checkpoint) if checkpoint else None
+    state = _load(ckpt) if (ckpt and resume) else None
+    if state is None:
+        key = jax.random.PRNGKey(seed)
+        u = space.sample(key, starts)
+        u = u.at[0].set(jnp.asarray(space.encode({}), u.dtype))
+        u = space.project(u)
+        state = dict(u=u, opt_state=optimizer.init(u), lam=jnp.zeros((starts, n_con)),
+                     mu=penalty, done=0, relaxed=[], hardened=[], points=[])
+    u, opt_state = _shard(state["u"]), state["opt_state"]
+    if isinstance(opt_state, _OptLeaves):  # from a checkpoint: the optimizer's tree
+        opt_state = jax.tree.unflatten(jax.tree.structure(optimizer.init(u)), opt_state)
+    lam, mu = state["lam"], float(state["mu"])
+    done = int(state["done"])
+    relaxed_hist, hard_hist, points = state["relaxed"], state["hardened"], state["points"]
+    if u.shape != (starts, space.size):
+        raise ModelInputError(f"the checkpoint in {ckpt} holds {u.shape[0]} starts of "
+                              f"{u.shape[1]} coordinates, not {starts} x {space.size}.")
+    bar = _progress(progress, steps, done)
+    schedule = _temperatures(temperature, steps)
+    if done == 0:
+        _record(exact, u, points, hard_hist, 0)
+    while done < steps:
+        n = min(chunk, steps - done)
+        temps = jnp.asarray(schedule[done:done + n])
+        u, opt_state, vals, g = chunk_fn(u, opt_state, lam, mu, temps)
+        lam = jnp.maximum(lam + mu * g, 0.0)
+        mu = min(mu * penalty_growth, penalty_max)
+        done += n
+        relaxed_hist.append(np.asarray(vals[-1]))
+        _record(exact, u, points, hard_hist, done)
+        if ckpt:
+            _save(ckpt, dict(u=u, opt_state=opt_state, lam=lam, mu=mu, done=done,
+                             relaxed=relaxed_hist, hardened=hard_hist, points=points))
+        bar(done, _best_loss(points))
+    bar(None, None)
+
+    best = _choose(space, objective, points, f)
+    wall = time.perf_counter() - t0
+    grad_cost = _grad_cost(f, u[:1])
+    evals = len(objective.mix) * (steps * starts * grad_cost + len(points))
+    return _result(space, objective, constraints, best, f, hist=dict(
+        relaxed=np.asarray(relaxed_hist), hardened=np.asarray(hard_hist)),
+        points=points, evaluations=evals, grad_cost=grad_cost, wall=wall, seed=seed,
+        steps=steps, starts=starts)
+
+
+# ---------------------------------------------------------------------- pieces
+def _temperatures(temperature, steps):
+    t0, t1 = temperature
+    if t0 <= 0 or t1 <= 0:
+        raise ModelInputError("temperatures must be > 0.")
+    return np.geomspace(t0, t1, max(steps, 1))
+
+
+def _record(exact, u, points, hard_hist, step):
+    """Harden every start, score it exactly, keep the point."""
+    loss, g = exact(u)
+    loss, g = np.asarray(loss), np.asarray(g)
+    feasible = np.all(g <= FEASIBLE_TOL, axis=-1) if g.size else np.ones(len(loss), bool)
+    hard_hist.append(np.where(feasible, loss, np.inf))
+    for i in range(len(loss)):
+        points.append(dict(step=step, start=i, u=np.asarray(u[i]), loss=float(loss[i]),
+                           violation=float(np.max(g[i], initial=0.0)),
+                           feasible=bool(feasible[i])))
+
+
+def _best_loss(points):
+    feas = [p["loss"] for p in points if p["feasible"]]
+    return min(feas) if feas else None
+
+
+def _choose(space, objective, points, f):
+    """The best feasible hardened point (eagerly validated), else the least violating."""
+    order = sorted(points, key=lambda p: (not p["feasible"],
+                                          p["loss"] if p["feasible"] else p["violation"]))
+    seen = set()
+    for p in order:
+        key = tuple(np.round(np.asarray(space.harden(jnp.asarray(p["u"]))), 9))
+        if key in seen:
+            continue
+        seen.add(key)
+        if not p["feasible"]:
+            return dict(p, validated=False, error="no feasible hardened design found")
+        err = _validate(space, objective, p["u"])
+        if err is None:
+            return dict(p, validated=True, error=None)
+        p["feasible"], p["error"] = False, err
+    return dict(order[0], validated=False, error=order[0].get("error"))
+
+
+def _validate(space, objective, u):
+    """Eager check of the hardened design at every mix point (capacity, ranges)."""
+    hw, mapping, knobs = space.design(space.harden(jnp.asarray(u)), hard=True)
+    builder = getattr(objective.workload, objective.phase)
+    try:
+        for point in objective.mix:
+            ops = builder(**{**point, **{k: float(v) for k, v in knobs.items()}})
+            hw.check(ops)
+    except ModelInputError as e:
+        return str(e)
+    return None
+
+
+def _result(space, objective, constraints, best, f, *, hist, points, evaluations,
+            grad_cost, wall, seed, steps, starts):
+    u = space.harden(jnp.asarray(best["u"]))
+    loss, g, per_point = f(u, 1.0, True)
+    hw, mapping, knobs = space.design(u, hard=True)
+    w = np.asarray(objective.weights)
+    score = {m: float(np.exp(np.sum(w * np.log(np.maximum(np.asarray(v), 1e-300)))))
+             for m, v in per_point.items()}
+    report = []
+    for c, gj in zip(constraints, np.asarray(g)):
+        v = np.asarray(per_point[c.metric])
+        value = float(np.max(v) if (c.over == "max") == (c.max is not None) else np.min(v)) \
+            if c.over == "max" else float(np.sum(w * v))
+        report.append(dict(name=c.name, metric=c.metric, value=value, limit=c.limit,
+                           bound="max" if c.max is not None else "min",
+                           active=bool(abs(gj) <= ACTIVE_TOL),
+                           satisfied=bool(gj <= FEASIBLE_TOL),
+                           slack=float(-gj)))
+    values = {p: float(v) for p, v in space.values(u, hard=True).items()}
+    feasible = bool(best["feasible"] and best.get("validated", True))
+    per_start = np.full(starts, np.inf)
+    for p in points:
+        if p["feasible"]:
+            per_start[p["start"]] = min(per_start[p["start"]], p["loss"])
+    return Result(space=space, objective=objective, constraints=constraints, values=values,
+                  hardware=hw, mapping=mapping,
+                  knobs={k: float(v) for k, v in knobs.items()}, score=score,
+                  loss=float(loss), constraint_report=report, feasible=feasible,
+                  history=hist, start_losses=per_start, evaluations=float(evaluations),
+                  grad_cost=grad_cost, wall_s=wall, seed=seed, steps=steps, starts=starts)
+
+
+def _grad_cost(f, u, repeats: int = 3) -> float:
+    """Time of one value-and-gradient over one forward evaluation, measured."""
+    fwd = jax.jit(lambda x: f(x, 1.0, False)[0])
+    vg = jax.jit(jax.value_and_grad(lambda x: f(x, 1.0, False)[0]))
+    x = u[0]
+    jax.block_until_ready(fwd(x))
+    jax.block_until_ready(vg(x))
+
+    def best(fn):
+        t = []
+        for _ in range(repeats):
+            s = time.perf_counter()
+            jax.block_until_ready(fn(x))
+            t.append(time.perf_counter() - s)
+        return min(t)
+
+    return max(best(vg) / max(best(fwd), 1e-9), 1.0)
+
+
+def _shard(u):
+    """Starts split over the local devices (no-op on one)."""
+    devices = jax.devices()
+    if len(devices) < 2 or u.shape[0] % len(devices):
+        return u
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("starts",))
+    return jax.device_put(u, jax.sharding.NamedSharding(mesh,
+                                                        jax.sharding.PartitionSpec("starts")))
+
+
+def _progress(progress, total, done):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if callable(progress):
+        return lambda d, best: progress(d, total, best) if d is not None else None
+    if not progress:
+        return lambda d, best: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=done, desc="optimize", unit="step", leave=False)
+
+    def update(d, best):
+        if d is None:
+            bar.close()
+            return
+        bar.n = d
+        if best is not None:
+            bar.set_postfix(best_loss=f"{best:.4g}")
+        bar.refresh()
+
+    return update
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _save(directory: pathlib.Path, state: dict) -> None:
+    """The run's state, atomically: a temporary file renamed over the last one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    leaves, _ = jax.tree.flatten(state["opt_state"])
+    arrays = {f"opt_{i}": np.asarray(x) for i, x in enumerate(leaves)}
+    arrays.update(u=np.asarray(state["u"]), lam=np.asarray(state["lam"]),
+                  relaxed=np.asarray(state["relaxed"]), hardened=np.asarray(state["hardened"]),
+                  points_u=np.asarray([p["u"] for p in state["points"]]))
+    meta = dict(mu=state["mu"], done=state["done"],
+                points=[{k: v for k, v in p.items() if k != "u"} for p in state["points"]],
+                opt_leaves=len(leaves), written=datetime.datetime.now().isoformat())
+    tmp = directory / f".state.{os.getpid()}.npz"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, meta=json.dumps(meta), **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / "state.npz")
+    _write_points(directory, state["points"])
+
+
+def _write_points(directory, points):
+    """Every evaluated hardened point, one JSON object per line (rewritten atomically)."""
+    tmp = directory / f".points.{os.getpid()}.jsonl"
+    with open(tmp, "w") as fh:
+        for p in points:
+            fh.write(json.dumps({**{k: v for k, v in p.items() if k != "u"},
+                                 "u": [float(x) for x in p["u"]]}) + "\n")
+    os.replace(tmp, directory / "points.jsonl")
+
+
+def _load(directory: pathlib.Path) -> dict | None:
+    path = directory / "state.npz"
+    if not path.is_file():
+        return None
+    data = np.load(path, allow_pickle=False)
+    meta = json.loads(str(data["meta"]))
+    return dict(u=jnp.asarray(data["u"]), lam=jnp.asarray(data["lam"]), mu=meta["mu"],
+                done=meta["done"], opt_state=_OptLeaves(
+                    [jnp.asarray(data[f"opt_{i}"]) for i in range(meta["opt_leaves"])]),
+                relaxed=list(data["relaxed"]), hardened=list(data["hardened"]),
+                points=[dict(p, u=u) for p, u in zip(meta["points"], data["points_u"])])
+
+
+class _OptLeaves(list):
+    """Flat optimizer-state leaves from a checkpoint, rebuilt into the optimizer's tree
+    on first use (`_restore`)."""
