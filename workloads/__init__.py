@@ -10,6 +10,9 @@ from perfmodel.workloads._hf_config import (ARCHITECTURES, from_hf_config, load_
                                             supported_model_types)
 from perfmodel.workloads._llm import ATTENTION_IMPLS, EMBED_BITS, LLM
 from perfmodel.workloads._ssm import SSM
+from perfmodel.workloads._quality import (QualityReport, cross_validate, fit_quality,  # noqa: F401
+                                          load_quality_data, quality_loss, quality_methods,
+                                          quality_report)
 from perfmodel.workloads._registry import list_presets, load, preset
 
 __all__ = ["LLM", "SSM", "ARCHITECTURES", "supported_model_types", "CNN", "ConvLayer", "preset", "list_presets", "load", "load_config",
