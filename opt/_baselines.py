@@ -156,12 +156,14 @@ def run_baseline(method: str, space, objective, constraints=(), *, budget: int,
     elif method == "cmaes":
         import cma
 
-        es = cma.CMAEvolutionStrategy((lo + hi) / 2, 0.3, {
-            "bounds": [list(lo), list(hi)], "seed": seed + 1, "verbose": -9})
+        d = len(lo)  # cma needs two dimensions at least: a 1-D space gets an idle one
+        blo, bhi = (np.append(lo, 0.0), np.append(hi, 1.0)) if d == 1 else (lo, hi)
+        es = cma.CMAEvolutionStrategy((blo + bhi) / 2, 0.3, {
+            "bounds": [list(blo), list(bhi)], "seed": seed + 1, "verbose": -9})
         while score.evaluations < budget and time.perf_counter() < deadline:
             xs = es.ask()
             xs = xs[:max(budget - score.evaluations, 1)]
-            losses = score(np.asarray(xs))
+            losses = score(np.asarray(xs)[:, :d])
             if len(xs) == es.popsize:
                 es.tell(xs, list(losses))
             else:

@@ -7,7 +7,8 @@ Lagrangian of the relaxed (smooth) problem
 
 with any optax transformation (Adam by default), each step projected back into the box
 of every dim. Every ``chunk`` steps: the multipliers step, ``lambda_j <- max(0,
-lambda_j + mu g_j)`` and ``mu <- growth mu`` (to a cap); relaxed choices anneal their
+lambda_j + mu g_j)``, and a start whose violation did not fall to a quarter grows its
+``mu <- growth mu`` (to a cap; the textbook rule); relaxed choices anneal their
 temperature geometrically from ``temperature[0]`` to ``temperature[1]``; every start is
 hardened (integers rounded, choices made) and re-scored with the exact model
 (``hard=True``), and the best feasible hardened point of each start is kept. The result
@@ -42,6 +43,10 @@ from perfmodel.opt._objective import MAXIMIZE, Objective, problem_fn
 
 #: Violation (log ratio) below which a constraint counts as met: 1e-6 relative.
 FEASIBLE_TOL = 1e-6
+#: Log-ratio margin inside each bound that the descent aims for: the augmented
+#: Lagrangian approaches a bound from both sides, and a design a hair over it would be
+#: scored infeasible.
+MARGIN = 1e-4
 #: A constraint is reported active when its value is within this log ratio of its limit.
 ACTIVE_TOL = 0.02
 
@@ -108,8 +113,7 @@ class Result:
 def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
              steps: int = 300, optimizer: optax.GradientTransformation | None = None,
              seed: int = 0, chunk: int = 25, temperature=(1.0, 0.05), penalty: float = 10.0,
-             penalty_growth: float = 2.0, penalty_max: float = 1e4, progress=None,
-             checkpoint=None, resume: bool = False) -> Result:
+             penalty_growth: float = 2.0, penalty_max: float = 1e4, progress=None, checkpoint=None, resume: bool = False) -> Result:
     """Co-optimize the moving inputs of ``space`` for ``objective`` under
     ``constraints`` (module docstring).
 
@@ -123,7 +127,8 @@ def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
 
     - ``starts``: independent starts (one `vmap`; start 0 is the space's starting design,
       the others uniform in the coordinates); ``steps``: gradient steps per start.
-    - ``optimizer``: any optax transformation (default ``optax.adam(0.05)``); ``seed``.
+    - ``optimizer``: any optax transformation (default Adam, rate 0.05 in the unit
+      coordinates with a cosine decay to 1 % over ``steps``); ``seed``.
     - ``chunk``: steps between multiplier updates, annealing, hardening and checkpoints.
     - ``temperature``: (start, end) of the relaxed choices' softmax temperature.
     - ``penalty``, ``penalty_growth``, ``penalty_max``: the augmented Lagrangian's mu.
@@ -136,15 +141,20 @@ def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
     if starts < 1 or steps < 0 or chunk < 1:
         raise ModelInputError("starts and chunk must be >= 1 and steps >= 0.")
     constraints = tuple(constraints)
-    optimizer = optimizer or optax.adam(0.05)
+    # default: Adam with a cosine decay to 1 % of its rate, so the last steps settle on a
+    # bound or an active constraint instead of oscillating around it
+    optimizer = optimizer or optax.adam(optax.cosine_decay_schedule(
+        0.05, max(steps, 1), alpha=0.01))
     f = problem_fn(space, objective, constraints)
     n_con = len(constraints)
 
     def augmented(u, lam, mu, temp):
         loss, g, _ = f(u, temp, False)
+        g = g + MARGIN  # aim just inside each bound, so that iterates end feasible
         return loss + jnp.sum(lam * g) + 0.5 * mu * jnp.sum(jnp.maximum(g, 0.0) ** 2), g
 
-    grad_fn = jax.vmap(jax.value_and_grad(augmented, has_aux=True), in_axes=(0, 0, None, None))
+    grad_fn = jax.vmap(jax.value_and_grad(augmented, has_aux=True),
+                       in_axes=(0, 0, 0, None))
 
     def chunk_fn(u, opt_state, lam, mu, temps):
         def step(carry, temp):
@@ -155,8 +165,8 @@ def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
             return (u, opt_state), val
 
         (u, opt_state), vals = jax.lax.scan(step, (u, opt_state), temps)
-        _, g, _ = jax.vmap(lambda x: f(x, temps[-1], False))(u)
-        return u, opt_state, vals, g
+        _, g, _ = jax.vmap(lambda y: f(y, temps[-1], False))(u)
+        return u, opt_state, vals, g + MARGIN
 
     chunk_fn = jax.jit(chunk_fn)
     exact = jax.jit(jax.vmap(lambda x: f(space.harden(x), 1.0, True)[:2]))
@@ -170,11 +180,12 @@ def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
         u = u.at[0].set(jnp.asarray(space.encode({}), u.dtype))
         u = space.project(u)
         state = dict(u=u, opt_state=optimizer.init(u), lam=jnp.zeros((starts, n_con)),
-                     mu=penalty, done=0, relaxed=[], hardened=[], points=[])
+                     mu=jnp.full((starts,), penalty), viol=jnp.full((starts,), jnp.inf),
+                     done=0, relaxed=[], hardened=[], points=[])
     u, opt_state = _shard(state["u"]), state["opt_state"]
     if isinstance(opt_state, _OptLeaves):  # from a checkpoint: the optimizer's tree
         opt_state = jax.tree.unflatten(jax.tree.structure(optimizer.init(u)), opt_state)
-    lam, mu = state["lam"], float(state["mu"])
+    lam, mu, viol = state["lam"], jnp.asarray(state["mu"]), jnp.asarray(state["viol"])
     done = int(state["done"])
     relaxed_hist, hard_hist, points = state["relaxed"], state["hardened"], state["points"]
     if u.shape != (starts, space.size):
@@ -184,24 +195,34 @@ def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
     schedule = _temperatures(temperature, steps)
     if done == 0:
         _record(exact, u, points, hard_hist, 0)
+    timings = []  # (seconds per value-and-gradient, seconds per exact forward), warm
     while done < steps:
         n = min(chunk, steps - done)
         temps = jnp.asarray(schedule[done:done + n])
-        u, opt_state, vals, g = chunk_fn(u, opt_state, lam, mu, temps)
-        lam = jnp.maximum(lam + mu * g, 0.0)
-        mu = min(mu * penalty_growth, penalty_max)
+        tic = time.perf_counter()
+        u, opt_state, vals, g = jax.block_until_ready(chunk_fn(u, opt_state, lam, mu, temps))
+        t_grad = (time.perf_counter() - tic) / (n * starts)
+        lam = jnp.maximum(lam + mu[:, None] * g, 0.0)
+        v = jnp.sum(jnp.maximum(g, 0.0), axis=-1)
+        mu = jnp.where(v > 0.25 * viol, jnp.minimum(mu * penalty_growth, penalty_max), mu)
+        viol = v
         done += n
         relaxed_hist.append(np.asarray(vals[-1]))
+        tic = time.perf_counter()
         _record(exact, u, points, hard_hist, done)
+        timings.append((t_grad, (time.perf_counter() - tic) / starts))
         if ckpt:
-            _save(ckpt, dict(u=u, opt_state=opt_state, lam=lam, mu=mu, done=done,
+            _save(ckpt, dict(u=u, opt_state=opt_state, lam=lam, mu=mu, viol=viol, done=done,
                              relaxed=relaxed_hist, hardened=hard_hist, points=points))
         bar(done, _best_loss(points))
     bar(None, None)
 
     best = _choose(space, objective, points, f)
     wall = time.perf_counter() - t0
-    grad_cost = _grad_cost(f, u[:1])
+    # a gradient step's cost in forward evaluations: from the warm chunks' timings (the
+    # first chunk compiles), else measured on its own
+    grad_cost = (max(np.median([a / b for a, b in timings[1:]]), 1.0) if len(timings) > 2
+                 else _grad_cost(f, u[:1]))
     evals = len(objective.mix) * (steps * starts * grad_cost + len(points))
     return _result(space, objective, constraints, best, f, hist=dict(
         relaxed=np.asarray(relaxed_hist), hardened=np.asarray(hard_hist)),
@@ -357,9 +378,10 @@ def _save(directory: pathlib.Path, state: dict) -> None:
     leaves, _ = jax.tree.flatten(state["opt_state"])
     arrays = {f"opt_{i}": np.asarray(x) for i, x in enumerate(leaves)}
     arrays.update(u=np.asarray(state["u"]), lam=np.asarray(state["lam"]),
+                  mu=np.asarray(state["mu"]), viol=np.asarray(state["viol"]),
                   relaxed=np.asarray(state["relaxed"]), hardened=np.asarray(state["hardened"]),
                   points_u=np.asarray([p["u"] for p in state["points"]]))
-    meta = dict(mu=state["mu"], done=state["done"],
+    meta = dict(done=state["done"],
                 points=[{k: v for k, v in p.items() if k != "u"} for p in state["points"]],
                 opt_leaves=len(leaves), written=datetime.datetime.now().isoformat())
     tmp = directory / f".state.{os.getpid()}.npz"
@@ -387,7 +409,8 @@ def _load(directory: pathlib.Path) -> dict | None:
         return None
     data = np.load(path, allow_pickle=False)
     meta = json.loads(str(data["meta"]))
-    return dict(u=jnp.asarray(data["u"]), lam=jnp.asarray(data["lam"]), mu=meta["mu"],
+    return dict(u=jnp.asarray(data["u"]), lam=jnp.asarray(data["lam"]),
+                mu=jnp.asarray(data["mu"]), viol=jnp.asarray(data["viol"]),
                 done=meta["done"], opt_state=_OptLeaves(
                     [jnp.asarray(data[f"opt_{i}"]) for i in range(meta["opt_leaves"])]),
                 relaxed=list(data["relaxed"]), hardened=list(data["hardened"]),

@@ -66,6 +66,10 @@ class Dim(eqx.Module):
         """The coordinate of the nearest valid discrete value (identity for reals)."""
         return u
 
+    def hard_value(self, u):
+        """The hardened value: exactly a valid discrete value."""
+        return self.value(self.harden(u))
+
     def project(self, u):
         return jnp.clip(u, 0.0, 1.0)
 
@@ -158,6 +162,9 @@ class Integer(_Box):
             raise ModelInputError(f"Integer bounds must be whole numbers, got "
                                   f"[{self.lo!r}, {self.hi!r}].")
 
+    def hard_value(self, u):
+        return jnp.round(self.value(u))
+
     def harden(self, u):
         x = jnp.round(self.value(u))
         if self.scale == "log":
@@ -193,6 +200,10 @@ class PowerOfTwo(Dim):
         e = jnp.round(a + (b - a) * u)
         return (e - a) / (b - a)
 
+    def hard_value(self, u):
+        a, b = self._span
+        return 2.0 ** jnp.round(a + (b - a) * u[..., 0])
+
     def encode(self, x):
         a, b = self._span
         return np.array([(math.log2(float(np.clip(x, self.lo, self.hi))) - a) / (b - a)])
@@ -223,6 +234,9 @@ class Choice(Dim):
 
     def harden(self, u):
         return jax.nn.one_hot(jnp.argmax(u, axis=-1), self.size, dtype=u.dtype) * 20.0
+
+    def hard_value(self, u):
+        return jnp.asarray(self.values, u.dtype)[jnp.argmax(u, axis=-1)]
 
     def project(self, u):
         return u
@@ -319,7 +333,7 @@ class Space:
         for path, sl in self._slices().items():
             dim = self.dims[path]
             ui = u[..., sl]
-            out[path] = dim.value(dim.harden(ui) if hard else ui, temperature)
+            out[path] = dim.hard_value(ui) if hard else dim.value(ui, temperature)
         return out
 
     def harden(self, u):
