@@ -5,7 +5,10 @@
     perfmodel reproduce [--system NAME] [--json]
     perfmodel sensitivity --hardware ... --workload ... [--metric M] [--top N] [--json]
     perfmodel calibrate [--json] [--write-presets]
+    perfmodel optimize --space NAME|FILE [--objective M] [--starts K] [--steps N]
+                       [--budget N] [--seed S] [--out DIR] [--resume] [--json]
     perfmodel bench [--json] [--designs N] [--all-targets | --target PRESET]
+    perfmodel bench codesign [--space NAME] [--json]
     perfmodel demo [--out DIR]
 
 Bad input prints one sentence naming the field and its valid range to stderr and exits
@@ -197,7 +200,29 @@ def _workload_echo(wl, ops, a) -> dict:
     if not cnn and wl.ssm is not None:
         echo["state_bytes_per_sequence"] = float(wl.state_bytes_per_sequence(a.kvbits))
     echo["conditions"] = conditions
+    if not cnn:
+        echo.update(_quality(wl, wbits, a))
     return echo
+
+
+def _quality(wl, wbits, a) -> dict:
+    """``quality_loss`` (perplexity increase on WikiText-2 over 16 bits, 0 at 16 bits) and
+    its footing (``quality``) for the evaluated bit-widths (docs/quality.md)."""
+    from perfmodel.workloads import quality_report
+
+    method = a.quant_method or ("bitnet-b1.58" if wbits < 2 else "gptq")
+    if a.group_size != "channel" and not str(a.group_size).isdigit():
+        raise ModelInputError(f"--group-size = {a.group_size!r} is invalid; it must be a "
+                              "positive integer or 'channel'.")
+    group = None if a.group_size == "channel" else int(a.group_size)
+    r = quality_report(wl, wbits=wbits, abits=a.abits, kvbits=a.kvbits, method=method,
+                       group_size=group)
+    return {"quality_loss": r.delta_ppl,
+            "quality": {"dataset": "wikitext2", "ppl_fp16": r.ppl_fp16, "ppl": r.ppl,
+                        "method": method, "group_size": group, "methods": r.methods,
+                        "extrapolated": r.extrapolated, "reasons": list(r.reasons),
+                        "assumptions": list(r.assumptions),
+                        "typical_error_factor": r.expected_error_factor}}
 
 
 def _fmt_bytes(b: float) -> str:
@@ -222,6 +247,11 @@ def _print_echo(echo: dict) -> None:
     names = "W/A/KV" if "kvbits" in c else "W/A"
     print(f"  conditions     {c['phase']}: {shape}; {names} bits {bits}; "
           f"{c['devices']} device")
+    if "quality_loss" in echo:
+        q = echo["quality"]
+        flag = " (extrapolated: " + "; ".join(q["reasons"]) + ")" if q["extrapolated"] else ""
+        print(f"  quality        +{echo['quality_loss']:.3g} perplexity on WikiText-2 "
+              f"({q['method']}, typical error x{q['typical_error_factor']:.2g}){flag}")
 
 
 def cmd_predict(a):
@@ -328,6 +358,8 @@ def cmd_calibrate(a):
 def cmd_bench(a):
     from perfmodel._bench import bench_cases, run
 
+    if a.what == "codesign":
+        return cmd_bench_codesign(a)
     cases = bench_cases()
     if a.target:
         names = [c["hardware"] for c in cases]
@@ -344,6 +376,67 @@ def cmd_bench(a):
             sys.stdout.flush()
     if a.json:
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+
+
+def cmd_bench_codesign(a):
+    from perfmodel.opt._bench import BENCH_SPACES, codesign_benchmark
+
+    spaces = a.space or list(BENCH_SPACES)
+    show = None if a.json else (lambda r: (print(_codesign_row(r)), sys.stdout.flush()))
+    if not a.json:
+        print(f"{'space':<12}{'method':<11}{'budget':>9}{'wall s':>9}{'best':>13}  sense  "
+              "stopped by")
+    rows = codesign_benchmark(spaces, starts=a.starts, steps=a.steps, seed=a.seed,
+                              progress=show)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+
+
+def _codesign_row(r):
+    best = "infeasible" if r["best"] is None else f"{r['best']:.5g}"
+    return (f"{r['space']:<12}{r['method']:<11}{r['budget']:>9}{r['wall_s']:>9.1f}"
+            f"{best:>13}  {r['sense']:<5}  {r['stopped']}")
+
+
+def cmd_optimize(a):
+    import pathlib as _pl
+
+    from perfmodel import opt
+    from perfmodel.opt._problems import load_problem, write_spec
+
+    p = load_problem(a.space)
+    objective = p.objective
+    if a.objective:
+        objective = opt.Objective(objective.workload, a.objective, phase=objective.phase,
+                                  mix=objective.mix, weights=objective.weights)
+    if a.starts < 1 or (a.budget is not None and a.budget < a.starts):
+        raise ModelInputError(f"--starts = {a.starts} must be >= 1 and --budget (total "
+                              "gradient steps over all starts) at least --starts.")
+    steps = a.steps if a.budget is None else a.budget // a.starts
+    out = _pl.Path(a.out) if a.out else None
+    if a.resume and out is None:
+        raise ModelInputError("--resume needs --out DIR (where the run's state is).")
+    r = opt.optimize(p.space, objective, p.constraints, starts=a.starts, steps=steps,
+                     seed=a.seed, checkpoint=out, resume=a.resume)
+    written = None
+    if out is not None and p.preset:
+        written = str(write_spec(r, out / "best.toml", preset=p.preset))
+        (out / "result.json").write_text(json.dumps(r.summary(), indent=2) + "\n")
+    if a.json:
+        print(json.dumps({**r.summary(), "out": written, "space": p.name}, indent=2))
+        return
+    print(f"{p.name}: {objective.describe()}")
+    print(f"  best ({'feasible' if r.feasible else 'INFEASIBLE: least violating'}, exact, "
+          f"{r.starts} starts x {r.steps} steps, seed {r.seed}, {r.wall_s:.1f} s)")
+    for k, v in r.values.items():
+        print(f"    {k:<32}{v:.6g}")
+    for k, v in r.score.items():
+        print(f"  {k:<34}{v:.6g}")
+    for c in r.constraint_report:
+        flag = "active" if c["active"] else ("met" if c["satisfied"] else "VIOLATED")
+        print(f"  constraint {c['name']:<24} value {c['value']:.4g}  ({flag})")
+    if written:
+        print(f"  written: {written} (perfmodel predict --hardware {written} ...)")
 
 
 def _print_bench(r, a):
@@ -403,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--abits", type=_finite("abits"), default=16.0)
     s.add_argument("--kvbits", type=_finite("kvbits"), default=16.0)
     s.add_argument("--attention", choices=("fused", "standard"), default="fused")
+    s.add_argument("--quant-method", help="quantization method for the quality estimate "
+                   "(gptq, awq, omniquant, quip-sharp, quarot, smoothquant, kivi, kvquant, "
+                   "rtn, bitmod, bitnet-b1.58; default gptq, or bitnet-b1.58 below 2 bits)")
+    s.add_argument("--group-size", default="128", help="weight quantization group size for "
+                   "the quality estimate, or 'channel'")
     s.add_argument("--exact", action="store_true", help="exact (hard) model, not smooth")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
@@ -432,7 +530,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="out", help="folder for roofline.png")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("bench", help="evaluations/s benchmark")
+    s = sub.add_parser("optimize", help="co-design: optimize a space (perfmodel.opt)")
+    s.add_argument("--space", required=True, help="a shipped space name or a TOML file")
+    s.add_argument("--objective", help="override the space's objective metric")
+    s.add_argument("--starts", type=int, default=16)
+    s.add_argument("--steps", type=int, default=300, help="gradient steps per start")
+    s.add_argument("--budget", type=int, help="total gradient steps over all starts "
+                   "(overrides --steps)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="folder for the checkpoint, every evaluated point, "
+                   "result.json and best.toml")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_optimize)
+
+    s = sub.add_parser("bench", help="evaluations/s benchmark; 'bench codesign': the "
+                       "optimizer against search baselines")
+    s.add_argument("what", nargs="?", choices=("codesign",),
+                   help="codesign: gradient vs random/grid/CMA-ES/TPE/exhaustive")
+    s.add_argument("--space", action="append", help="codesign: only these spaces")
+    s.add_argument("--starts", type=int, default=16, help="codesign: gradient starts")
+    s.add_argument("--steps", type=int, default=200, help="codesign: gradient steps")
+    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true")
     s.add_argument("--designs", type=int, default=100_000)
     s.add_argument("--no-genz", action="store_true", help="skip the GenZ comparison")

@@ -246,3 +246,26 @@ def test_predict_echoes_parameters_kv_and_conditions(capsys):
     out = capsys.readouterr().out
     assert "parameters     2.614 B, KV cache 104 KiB/token" in out
     assert "conditions     decode: batch 1, context 1024; W/A/KV bits 16/16/16" in out
+
+
+def test_predict_reports_quality_loss(capsys):
+    """`predict --json` gives quality_loss (perplexity increase on WikiText-2, 0 at 16
+    bits) with its footing; fewer bits lose more; a bad group size exits 2."""
+    from perfmodel._cli import main
+
+    def q(*args):
+        assert main(["predict", "--hardware", "a100-80gb", "--workload", "llama-2-7b",
+                     "--json", *args]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert q()["quality_loss"] == 0.0
+    w4, w3 = q("--wbits", "4"), q("--wbits", "3")
+    assert 0 < w4["quality_loss"] < w3["quality_loss"]
+    assert w4["quality"]["method"] == "gptq" and w4["quality"]["dataset"] == "wikitext2"
+    assert q("--wbits", "4", "--quant-method", "awq")["quality"]["method"] == "awq"
+    assert main(["predict", "--hardware", "a100-80gb", "--workload", "llama-2-7b",
+                 "--group-size", "12x"]) == 2
+    assert "--group-size" in capsys.readouterr().err
+    assert main(["predict", "--hardware", "a100-80gb", "--workload", "resnet-50",
+                 "--json"]) == 0
+    assert "quality_loss" not in json.loads(capsys.readouterr().out)
