@@ -124,7 +124,8 @@ class Constraint:
     in s, ``energy_per_token`` in J, ...), ``power_density`` (W/m^2) or ``quality_loss``
     (perplexity increase, needs ``workload.wbits`` etc. in the space or mix).
     ``over``: how the mix points combine, ``"max"`` (every point; default) or
-    ``"mean"`` (weighted).
+    ``"mean"`` (weighted). ``quant_method``: the quantization method a ``quality_loss``
+    bound assumes (`perfmodel.workloads.quality_methods()`).
     """
 
     metric: str
@@ -132,6 +133,7 @@ class Constraint:
     min: float | None = None
     over: str = "max"
     name: str = ""
+    quant_method: str = "gptq"
 
     def __post_init__(self):
         if self.metric not in DERIVED:
@@ -161,20 +163,19 @@ class Constraint:
             jnp.log(self.min / value)
 
 
-def _quantity(name: str, rep, workload, knobs):
+def _quantity(c, rep, workload, knobs):
+    name = c.metric
     if name == "power_density":
         if rep.area is None:
             raise ModelInputError(f"constraint power_density: {rep.target} has no area "
                                   "model.")
         return rep.power / rep.area
     if name == "quality_loss":
-        from perfmodel import workloads
+        from perfmodel.workloads import quality_loss
 
-        if not hasattr(workloads, "quality_loss"):
-            raise ModelInputError("constraint quality_loss needs the quantization quality "
-                                  "model (perfmodel.workloads.quality_loss).")
-        return workloads.quality_loss(workload, **{k: knobs[k] for k in
-                                                   ("wbits", "abits", "kvbits") if k in knobs})
+        bits = {k: knobs[k] for k in ("abits", "kvbits") if k in knobs}
+        wbits = knobs.get("wbits", getattr(workload, "default_wbits", 16.0))
+        return quality_loss(workload, wbits=wbits, method=c.quant_method, **bits)
     value = getattr(rep, name)
     if value is None:
         raise ModelInputError(f"constraint {name!r}: {rep.target} does not model it.")
@@ -204,7 +205,7 @@ def problem_fn(space, objective: Objective, constraints=()):
             kw = {**point, **knobs}
             rep = evaluate(hw, builder(**kw), mapping, hard=hard, check=False)
             metrics = {m: getattr(rep, m) for m in wanted}
-            derived = {c.metric: _quantity(c.metric, rep, objective.workload, kw)
+            derived = {c.metric: _quantity(c, rep, objective.workload, kw)
                        for c in constraints if c.metric in DERIVED}
             return {**metrics, **derived}
 

@@ -100,7 +100,8 @@ def load_problem(ref) -> Problem:
                           phase=wl_data.get("phase", "decode"), mix=points,
                           weights=tuple(wl_data["weights"]) if "weights" in wl_data else None)
     constraints = tuple(Constraint(c["metric"], max=c.get("max"), min=c.get("min"),
-                                   over=c.get("over", "max"))
+                                   over=c.get("over", "max"),
+                                   quant_method=c.get("quant_method", "gptq"))
                         for c in data.get("constraints", []))
     dims = {p: dim_from_dict(p, d) for p, d in data["dims"].items()}
     name = data.get("name", path.stem)
