@@ -198,7 +198,9 @@ def problem_fn(space, objective: Objective, constraints=()):
                     | ({"power", "area"} if any(c.metric == "power_density"
                                                  for c in constraints) else set()))
 
-    def f(u, temperature=1.0, hard=False):
+    def f(u, temperature=1.0, hard=False, term_weights=None):
+        """``term_weights`` [terms] replaces the objective's weights of its metrics (a
+        Pareto sweep gives each start its own)."""
         hw, mapping, knobs = space.design(u, temperature=temperature, hard=hard)
 
         def at_point(point):
@@ -212,7 +214,9 @@ def problem_fn(space, objective: Objective, constraints=()):
         per_point = jax.vmap(at_point)(points) if names else \
             jax.tree.map(lambda x: x[None], at_point({}))
         loss = 0.0
-        for m, w in terms.items():
+        for i, (m, w) in enumerate(terms.items()):
+            if term_weights is not None:
+                w = term_weights[i]
             sign = -1.0 if m in MAXIMIZE else 1.0
             loss = loss + w * sign * jnp.sum(weights * jnp.log(
                 jnp.maximum(per_point[m], 1e-300)))

@@ -65,7 +65,8 @@ class Result:
       (``inf`` where infeasible); ``start_losses``: each start's best hardened loss;
     - ``evaluations``: model evaluations in forward-evaluation equivalents (a
       value-and-gradient counts ``grad_cost`` of them), ``wall_s``, ``seed``, ``steps``,
-      ``starts``.
+      ``starts``; ``points``: every hardened point scored (start, step, coordinates,
+      loss, feasible).
     """
 
     space: object
@@ -87,6 +88,7 @@ class Result:
     seed: int
     steps: int
     starts: int
+    points: list = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def sense(self):
@@ -113,7 +115,8 @@ class Result:
 def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
              steps: int = 300, optimizer: optax.GradientTransformation | None = None,
              seed: int = 0, chunk: int = 25, temperature=(1.0, 0.05), penalty: float = 10.0,
-             penalty_growth: float = 2.0, penalty_max: float = 1e4, progress=None, checkpoint=None, resume: bool = False) -> Result:
+             penalty_growth: float = 2.0, penalty_max: float = 1e4, progress=None,
+             checkpoint=None, resume: bool = False, term_weights=None) -> Result:
     """Co-optimize the moving inputs of ``space`` for ``objective`` under
     ``constraints`` (module docstring).
 
@@ -136,6 +139,8 @@ def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
       terminal (tqdm); None: a bar only when stderr is a terminal.
     - ``checkpoint``: a directory for the run's state and every hardened point;
       ``resume``: continue from it.
+    - ``term_weights``: [starts, metrics] weights of the objective's metrics per start
+      (default: the objective's own for every start); `pareto_front` sweeps them.
     """
     t0 = time.perf_counter()
     if starts < 1 or steps < 0 or chunk < 1:
@@ -148,28 +153,37 @@ def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
     f = problem_fn(space, objective, constraints)
     n_con = len(constraints)
 
-    def augmented(u, lam, mu, temp):
-        loss, g, _ = f(u, temp, False)
+    tw = None if term_weights is None else jnp.asarray(term_weights, jnp.result_type(float))
+    if tw is not None and tw.shape != (starts, len(objective.terms)):
+        raise ModelInputError(f"term_weights must be [starts, metrics] = [{starts}, "
+                              f"{len(objective.terms)}], got {tuple(tw.shape)}.")
+    if tw is None:
+        tw = jnp.tile(jnp.asarray(list(objective.terms.values()), jnp.result_type(float)),
+                      (starts, 1))
+
+    def augmented(u, lam, mu, temp, w):
+        loss, g, _ = f(u, temp, False, w)
         g = g + MARGIN  # aim just inside each bound, so that iterates end feasible
         return loss + jnp.sum(lam * g) + 0.5 * mu * jnp.sum(jnp.maximum(g, 0.0) ** 2), g
 
     grad_fn = jax.vmap(jax.value_and_grad(augmented, has_aux=True),
-                       in_axes=(0, 0, 0, None))
+                       in_axes=(0, 0, 0, None, 0))
 
     def chunk_fn(u, opt_state, lam, mu, temps):
         def step(carry, temp):
             u, opt_state = carry
-            (val, _), grads = grad_fn(u, lam, mu, temp)
+            (val, _), grads = grad_fn(u, lam, mu, temp, tw)
             updates, opt_state = optimizer.update(grads, opt_state, u)
             u = space.project(optax.apply_updates(u, updates))
             return (u, opt_state), val
 
         (u, opt_state), vals = jax.lax.scan(step, (u, opt_state), temps)
-        _, g, _ = jax.vmap(lambda y: f(y, temps[-1], False))(u)
+        _, g, _ = jax.vmap(lambda y, w: f(y, temps[-1], False, w))(u, tw)
         return u, opt_state, vals, g + MARGIN
 
     chunk_fn = jax.jit(chunk_fn)
-    exact = jax.jit(jax.vmap(lambda x: f(space.harden(x), 1.0, True)[:2]))
+    exact = jax.jit(lambda x: jax.vmap(
+        lambda y, w: f(space.harden(y), 1.0, True, w)[:2])(x, tw))
 
     # ---- initial state (or the checkpoint's)
     ckpt = pathlib.Path(checkpoint) if checkpoint else None
@@ -316,7 +330,8 @@ def _result(space, objective, constraints, best, f, *, hist, points, evaluations
                   knobs={k: float(v) for k, v in knobs.items()}, score=score,
                   loss=float(loss), constraint_report=report, feasible=feasible,
                   history=hist, start_losses=per_start, evaluations=float(evaluations),
-                  grad_cost=grad_cost, wall_s=wall, seed=seed, steps=steps, starts=starts)
+                  grad_cost=grad_cost, wall_s=wall, seed=seed, steps=steps, starts=starts,
+                  points=points)
 
 
 def _grad_cost(f, u, repeats: int = 3) -> float:

@@ -280,3 +280,19 @@ def test_baselines_find_a_feasible_design(a100, gpt2):
         assert np.isfinite(b["loss"]) and b["evaluations"] <= 64 + 8, method
     with pytest.raises(pm.ModelInputError, match="discrete space"):
         run_baseline("exhaustive", space, objective, cons, budget=10)
+
+
+def test_pareto_front_is_non_dominated_with_positive_hypervolume(a100, gpt2):
+    """A weight sweep over tokens/s vs power (one vmapped run): every front point is
+    feasible and non-dominated, the front spans a trade-off, hypervolume > 0."""
+    space = opt.Space(a100, {"hardware.dram.bandwidth": opt.Real(5e11, 8e12)})
+    objective = opt.Objective(gpt2, {"tokens_per_s": 1.0, "power": 1.0},
+                              mix=({"batch": 1.0, "context": 512.0},))
+    front = opt.pareto_front(space, objective, points=6, steps=50, progress=False)
+    tps = [p["scores"]["tokens_per_s"] for p in front.points]
+    pw = [p["scores"]["power"] for p in front.points]
+    assert len(front.points) >= 3 and front.hypervolume > 0
+    assert np.all(np.diff(tps) > 0) and np.all(np.diff(pw) > 0)   # faster costs power
+    costs = np.stack([-np.log(tps), np.log(pw)], axis=1)
+    assert len(opt.non_dominated(costs)) == len(costs)
+    assert opt.hypervolume(np.array([[0.0, 1.0], [1.0, 0.0]]), (2.0, 2.0)) == 3.0
