@@ -12,6 +12,10 @@ One module per target family; presets are spec files in ``presets/``:
   Duplex);
 - `EagerFramework`: any target driven op by op from a host framework (PyTorch eager), the
   way many papers measure their GPU baselines.
+
+Area, peak power and cost of every design (docs/cost.md): `physical`, the technology
+table `NODES` and `rescale_node`, `MEMORY_KINDS`, `tokens_per_dollar` and
+`total_cost_of_ownership`.
 """
 
 from perfmodel._errors import PlausibilityWarning
@@ -24,10 +28,13 @@ from perfmodel.hardware._optical import OpticalAccelerator, OpticalMapping
 from perfmodel.hardware._registry import (from_spec, list_presets, load, preset, price,
                                           spec_sources)
 from perfmodel.hardware._system import Placement, System
+from perfmodel.hardware._technology import (MEMORY_KINDS, NODES, physical, rescale_node,
+                                            tokens_per_dollar, total_cost_of_ownership)
 from perfmodel.hardware._xpu import DATATYPE_BITS, MATMUL_KINDS, XPU, MemoryLevel
 
 __all__ = ["XPU", "MemoryLevel", "DramPim", "DramPimMapping", "LUT", "LUTMapping", "CIM",
            "Bonded3D", "OpticalAccelerator", "OpticalMapping", "System", "Placement",
            "EagerFramework",
            "DATATYPE_BITS", "MATMUL_KINDS", "preset", "load", "list_presets", "from_spec",
-           "spec_sources", "price", "PlausibilityWarning"]
+           "spec_sources", "price", "PlausibilityWarning", "NODES", "MEMORY_KINDS",
+           "physical", "rescale_node", "tokens_per_dollar", "total_cost_of_ownership"]

@@ -42,6 +42,10 @@ experts for ``gamma + 1`` tokens (the held slice again from the stack, the rest
 off-package). The draft's time goes to the report's ``overhead`` column (it does not
 overlap the verify). ``smooth_*`` are exact with ``hard=True``. Constants, sources and
 limits: docs/families/bonded3d.md.
+
+Peak power and cost (docs/cost.md): ``P_peak = derate P_dyn_pk + 8 B_off e_off + P_static
++ P_host``; ``cost = die_cost(A_logic, node) + C_3d price(stacked DRAM, as HBM3) +
+C_off price(memory_kind) + hybrid-bonding package(A_bond)``.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_maximum, smooth_min, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
+from perfmodel.hardware import _technology as tech
 from perfmodel.hardware._xpu import MATMUL_KINDS, MemoryLevel, from_odds, to_odds
 from perfmodel.workloads import _speculative as spec
 
@@ -160,6 +165,15 @@ class Bonded3D(AbstractUnit):
     title: str = eqx.field(static=True, default="")
     speculative: bool = eqx.field(static=True, default=False)
     draft_length: int = eqx.field(static=True, default=4)
+    node: str = eqx.field(static=True, default=tech.REFERENCE_NODE)
+    memory_kind: str = eqx.field(static=True, default="lpddr5")  # off-package tier
+
+    #: Fields moved by `perfmodel.hardware.rescale_node`.
+    NODE_SCALED = {
+        "logic": ("logic_area", "bond_cell_area"),
+        "energy": ("energy_per_slice_mac", "static_power")}
+    #: Price of the hybrid-bonded DRAM die per byte (assumed: as HBM3, a stacked DRAM).
+    STACK_DRAM_KIND = "hbm3"
 
     # ------------------------------------------------------------------ derived
     @property
@@ -201,6 +215,25 @@ class Bonded3D(AbstractUnit):
         p_dyn = self.peak_dynamic_power(hard=hard)
         usable = smooth_relu(budget, p_dyn, hard=hard) + _MIN_DERATE * p_dyn
         return soft_min(usable / p_dyn, 1.0, hard=hard)
+
+    def chip_area(self, mapping=None, *, hard: bool = False):
+        """Stack footprint, m^2 (`area`)."""
+        return self.area()
+
+    def peak_power(self, mapping=None, *, hard: bool = False):
+        """W: the stack's (derated) peak dynamic power, the off-package tier at full
+        bandwidth, the stack's and the host's static power."""
+        return (self.derate(hard=hard) * self.peak_dynamic_power(hard=hard)
+                + 8.0 * self.offchip.bandwidth * self.offchip.energy_per_bit
+                + self.static_power + self.host_power)
+
+    def capital_cost(self, mapping=None, *, hard: bool = False):
+        """USD: the logic die at ``node``, the bonded DRAM (priced as HBM3), the
+        off-package DRAM and the hybrid-bonding assembly."""
+        return (tech.die_cost(self.logic_area, self.node)
+                + tech.memory_cost(self.dram_capacity, self.STACK_DRAM_KIND)
+                + tech.memory_cost(self.offchip.capacity, self.memory_kind)
+                + tech.package_cost("3d", self.bonded_area))
 
     # ------------------------------------------------------------------ validation
     def check(self, ops: Ops | None = None) -> None:
@@ -319,10 +352,19 @@ class Bonded3D(AbstractUnit):
         return Cost.from_columns(
             terms, overhead=overhead, energy_columns=energy,
             static_power=self.static_power + self.host_power, area=self.area(),
-            components=names, energy_components=names, hard=hard)
+            components=names, energy_components=names, hard=hard,
+            peak_power=self.peak_power(hard=hard), capital_cost=self.capital_cost())
 
 
 # ---------------------------------------------------------------------- spec files
+def _technology(r: SpecReader) -> dict:
+    from perfmodel.hardware._registry import technology_fields
+
+    out = technology_fields(r, memory="lpddr5")
+    out.pop("package")
+    return out
+
+
 def from_spec(data: dict, label: str) -> Bonded3D:
     """Read a ``family = "bonded-3d"`` spec (format: docs/families/bonded3d.md)."""
     r = SpecReader(data, label)
@@ -377,6 +419,7 @@ def from_spec(data: dict, label: str) -> Bonded3D:
         **r.identity(),
         speculative=speculative,
         draft_length=int(draft_length),
+        **_technology(r),
     )
     r.finish_target()
     return hw

@@ -36,9 +36,16 @@ Activations stay on chip. Energy per instance:
 ``include_dram`` (static) selects the energy boundary: papers that report accelerator
 power (EdgeCIM, VitaLLM) exclude the DRAM device. ``ceil`` and ``relu`` are smooth
 (perfmodel._smooth) and exact with ``hard=True``.
+
+Peak power and cost (docs/cost.md): every macro evaluating a full tile each readout
+period, ``P_macro = M C (R e_cell + e_col) f / C_adc``, the DRAM interface streaming
+weights at full bandwidth into the macros (``8 B_dram (e_write + e_dram [include_dram])``)
+and the vector unit at its peak, plus static power; ``cost = die_cost(area, node) +
+package`` (the external DRAM device is outside the chip, as the energy boundary).
 """
 
 from __future__ import annotations
+
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -51,6 +58,7 @@ from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_relu
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves
+from perfmodel.hardware import _technology as tech
 from perfmodel.hardware._xpu import MATMUL_KINDS, from_odds, to_odds
 
 #: Guard (bytes) against an empty stationary operand when forming the reload share.
@@ -97,6 +105,14 @@ class CIM(AbstractUnit):
     name: str = eqx.field(static=True)
     bibtex: str = eqx.field(static=True)
     title: str = eqx.field(static=True, default="")
+    node: str = eqx.field(static=True, default=tech.REFERENCE_NODE)
+
+    #: Fields moved by `perfmodel.hardware.rescale_node`.
+    NODE_SCALED = {
+        "logic": ("macro_area", "periphery_area"),
+        "sram": ("sram_bit_area",),
+        "energy": ("cell_energy", "column_energy", "write_energy", "vector_energy",
+                   "static_power")}
 
     @property
     def dram_efficiency(self):
@@ -111,6 +127,27 @@ class CIM(AbstractUnit):
     def area(self):
         return (self.macros * self.macro_area + self.sram_bytes * 8.0 * self.sram_bit_area
                 + self.periphery_area)
+
+    def chip_area(self, mapping=None, *, hard: bool = False):
+        """Die area, m^2 (`area`)."""
+        return self.area
+
+    def peak_power(self, mapping=None, *, hard: bool = False):
+        """W: every macro evaluating a full tile per readout period, weights streaming
+        from DRAM into the macros at full bandwidth, the vector unit at its peak, plus
+        static power (the DRAM device only with ``include_dram``)."""
+        macro = (self.macros * self.columns
+                 * (self.rows * self.cell_energy + self.column_energy)
+                 * self.clock / self.columns_per_readout)
+        dram = 8.0 * self.dram_bandwidth * (
+            self.write_energy + self.dram_energy * (1.0 if self.include_dram else 0.0))
+        return (macro + dram + self.vector_throughput * self.vector_energy
+                + self.static_power)
+
+    def capital_cost(self, mapping=None, *, hard: bool = False):
+        """USD: the die at ``node`` and an organic package."""
+        return (tech.die_cost(self.area, self.node)
+                + tech.package_cost("organic", self.area))
 
     def peak_macs(self, weight_bits=4.0, act_bits=8.0):
         """Peak MAC/s at the given operand widths (exact ceilings)."""
@@ -183,12 +220,15 @@ class CIM(AbstractUnit):
             energy_columns=(e_macro, e_write, e_dram, e_vector),
             static_power=self.static_power, area=self.area,
             components=("macro", "write", "dram", "vector"),
-            energy_components=("macro", "write", "dram", "vector"), hard=hard)
+            energy_components=("macro", "write", "dram", "vector"), hard=hard,
+            peak_power=self.peak_power(), capital_cost=self.capital_cost())
         return cost if undo is None else cost.take(undo)
 
 
 def from_spec(data: dict, label: str) -> CIM:
     """A `CIM` from a parsed spec (family = "cim"); see docs/families/cim.md."""
+    from perfmodel.hardware._registry import technology_fields
+
     r = SpecReader(data, label)
     num = lambda *p, **kw: jnp.asarray(r.number(*p, **kw))  # noqa: E731
     max_bits = r.raw("macro", "max_weight_bits", required=True)
@@ -223,6 +263,7 @@ def from_spec(data: dict, label: str) -> CIM:
         periphery_area=num("area", "periphery", unit="_mm2"),
         max_weight_bits=int(max_bits),
         include_dram=include,
+        **technology_fields(r, memory=None),
         **r.identity(),
     )
     r.finish_target()

@@ -57,10 +57,21 @@ logic-die PIM adds global IO and TSV legs; bits that cross to the host (broadcas
 readout, KV writes, host rows' operands) pay every leg up to the interposer / board IO.
 Plus MAC energy (per 16-bit MAC, scaled by compute_bits / 16), host energy per FLOP,
 and static power x latency. ``smooth_*`` are exact with ``hard=True``.
+
+Area, peak power and cost (docs/cost.md; the host / ASIC is outside the device):
+
+    lanes     = sites x units_per_site x mac_lanes
+    A_pim     = lanes x a_lane    (a_lane: DRAM array displaced per lane, in-bank / bank
+                                   group; a logic lane at ``node`` on the logic die)
+    area      = 8 C a_bit + A_pim
+    stream    = soft_min(B_int, MAC/s x datapath_bits / 8)   (bytes the lanes can take)
+    P_pim     = 8 stream e_stationary + MAC/s e_mac (datapath_bits / 16)
+    P_normal  = 8 channels B_channel (every leg to the interposer)
+    P_peak    = max(P_pim, P_normal) + P_static     (the two modes are exclusive)
+    cost      = price(dram_kind) x (C + A_pim,in-DRAM / (8 a_bit)) [+ die_cost(A_pim, node)]
 """
 
 from __future__ import annotations
-
 
 import equinox as eqx
 import jax
@@ -74,6 +85,9 @@ from perfmodel._report import Cost
 from perfmodel._smooth import bounded, smooth_ceil, smooth_max, smooth_maximum
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
+from perfmodel.hardware import _technology as tech
+from perfmodel.hardware._bonded3d import soft_min
+from perfmodel.hardware._xpu import COMPUTE_AREA_7NM
 
 #: Rows of these kinds run on the PIM MAC units (GEMV/GEMM against a stationary operand
 #: held in DRAM: weights or the KV cache); every other kind runs on the host / ASIC.
@@ -97,6 +111,16 @@ MAC_REFERENCE_BITS = 16.0
 #: Refresh may take at most this share of time (guards tREFI - tRFC > 0 when leaves are
 #: scaled; real parts lose 5-10 %). Dimensionless, chosen.
 MAX_REFRESH_SHARE = 0.9
+#: DRAM array displaced per in-bank / bank-group MAC lane, in bits of the device's own
+#: array (fitted: Samsung's HBM-PIM PIM dies hold 4 Gb instead of 8 Gb because the PCUs
+#: take the space of the other half of the banks' cells,
+#: https://www.times24h.com/samsung-creates-ram-with-integrated-ai-processing-hardware/
+#: (from its ISSCC 2021 presentation); 4 pseudo-channels x 8 PCUs x 16 lanes = 512 lanes
+#: per PIM die: 4 Gb / 512 = 2^23 bits per lane; tests/test_area_power_cost.py).
+LANE_DRAM_BITS = 2.0 ** 23
+#: A MAC lane on a logic die at 7 nm, m^2: the xPU's matrix-datapath area per FLOP/s
+#: (`perfmodel.hardware._xpu.COMPUTE_AREA_7NM`) x 2 FLOP x 1.41 GHz (an A100 clock).
+LANE_AREA_LOGIC_7NM = COMPUTE_AREA_7NM * 2.0 * 1.41e9
 
 
 class DramPimMapping(eqx.Module):
@@ -169,6 +193,15 @@ class DramPim(AbstractUnit):
     # request mix and the channel-assignment policy, not a design knob: static
     attention_imbalance: float = eqx.field(static=True, default=1.0)
     title: str = eqx.field(static=True, default="")
+    # technology (static; docs/cost.md): the DRAM kind (price, bit area), the logic die's
+    # node (logic-die placement), and area coefficients (None -> defaults)
+    dram_kind: str = eqx.field(static=True, default="hbm2")
+    node: str = eqx.field(static=True, default="12nm")
+    dram_bit_area: float | None = eqx.field(static=True, default=None)
+    lane_area: float | None = eqx.field(static=True, default=None)
+
+    #: Fields moved by `perfmodel.hardware.rescale_node` (logic-die placement only).
+    NODE_SCALED = {"logic": ("lane_area",), "energy": ("mac_energy",)}
 
     # ------------------------------------------------------------------ derived
     @property
@@ -219,9 +252,71 @@ class DramPim(AbstractUnit):
         far = 1.0 if self.placement == "logic_die" else 0.0
         return bg, far
 
+    # ------------------------------------------------------------------ area, power, cost
+    @property
+    def bit_area(self) -> float:
+        """m^2 of DRAM array per bit (periphery included)."""
+        if self.dram_bit_area is not None:
+            return self.dram_bit_area
+        return tech.DRAM_BIT_AREA[self.dram_kind]
+
+    @property
+    def mac_lane_area(self) -> float:
+        """m^2 per MAC lane: DRAM array displaced (bank, bank group) or logic at
+        ``node`` (logic die)."""
+        if self.lane_area is not None:
+            return self.lane_area
+        if self.placement == "logic_die":
+            return LANE_AREA_LOGIC_7NM * tech.node(self.node).logic_area
+        return LANE_DRAM_BITS * self.bit_area
+
+    def pim_area(self):
+        """m^2 of the PIM units (the spec's ``area.pim_logic`` when given)."""
+        if self.area is not None:
+            return self.area
+        return self.sites * self.units_per_site * self.mac_lanes * self.mac_lane_area
+
+    def chip_area(self, mapping=None, *, hard: bool = False):
+        """Silicon of the device, m^2: DRAM arrays for the capacity plus the PIM units."""
+        return 8.0 * self.capacity * self.bit_area + self.pim_area()
+
+    def peak_power(self, mapping=None, *, hard: bool = False):
+        """W: the larger of PIM mode (stationary operands streamed at the rate the lanes
+        consume, capped by the internal bandwidth, plus the MACs) and normal mode (every
+        channel reading over its bus), plus static power."""
+        p_pim, p_normal = self.mode_powers(hard=hard)
+        return jnp.maximum(p_pim, p_normal) + self.static_power
+
+    def mode_powers(self, *, hard: bool = False):
+        """(PIM-mode, normal-mode) dynamic power at their peak rates, W."""
+        macs = 0.5 * self.peak_flops
+        stream = soft_min(self.internal_bandwidth, macs * (self.datapath_bits / 8.0),
+                          hard=hard)
+        bg, far = self.energy_legs()
+        e_stat = (self.cell_read_energy + self.cell_activate_energy
+                  + bg * self.bank_group_energy
+                  + far * (self.global_io_energy + self.tsv_energy))
+        p_pim = (8.0 * stream * e_stat
+                 + macs * self.mac_energy * (self.datapath_bits / MAC_REFERENCE_BITS))
+        e_all = (self.cell_read_energy + self.cell_activate_energy + self.bank_group_energy
+                 + self.global_io_energy + self.tsv_energy + self.interposer_energy)
+        p_normal = 8.0 * self.external_bandwidth * e_all
+        return p_pim, p_normal
+
+    def capital_cost(self, mapping=None, *, hard: bool = False):
+        """USD: the DRAM (and, in-bank / bank-group, the array the PIM units displace) at
+        the kind's price per byte; logic-die PIM units as silicon at ``node``."""
+        price = tech.memory_kind(self.dram_kind).price
+        if self.placement == "logic_die":
+            return (self.capacity * price
+                    + tech.die_cost(self.pim_area(), self.node))
+        return (self.capacity + self.pim_area() / (8.0 * self.bit_area)) * price
+
     # ------------------------------------------------------------------ validation
     def check(self, ops: Ops | None = None) -> None:
         check_positive_leaves(self, self.name)
+        tech.node(self.node)
+        tech.memory_kind(self.dram_kind)
         if self.placement not in PLACEMENTS:
             raise ModelInputError(
                 f"{self.name}.placement = {self.placement!r} is invalid; valid: "
@@ -371,9 +466,11 @@ class DramPim(AbstractUnit):
 
         cost = Cost(time_terms=jnp.concatenate(t_blocks), overhead=jnp.concatenate(over_blocks),
                     energy_terms=jnp.concatenate(e_blocks), static_power=self.static_power,
-                    area=self.area, components=TIME_COMPONENTS,
+                    area=self.chip_area(), components=TIME_COMPONENTS,
                     energy_components=ENERGY_COMPONENTS,
-                    max_time=jnp.concatenate(max_blocks) if max_blocks else None)
+                    max_time=jnp.concatenate(max_blocks) if max_blocks else None,
+                    peak_power=self.peak_power(hard=hard),
+                    capital_cost=self.capital_cost())
         return cost if undo is None else cost.take(undo)
 
 
@@ -388,7 +485,7 @@ def from_spec(data: dict, label: str) -> DramPim:
     a = lambda *p, **kw: jnp.asarray(r.number(*p, **kw))  # noqa: E731
     logic = placement == "logic_die"
     eff = r.number("organization", "bandwidth_efficiency", hi=0.999)
-    has_area = r.section("area", required=False) is not None
+    pim_logic = r.number("area", "pim_logic", unit="_mm2", default=-1.0, positive=False)
     hw = DramPim(
         channels=a("organization", "channels"),
         banks=a("organization", "banks"),
@@ -425,13 +522,27 @@ def from_spec(data: dict, label: str) -> DramPim:
         host_energy_per_flop=a("host", "energy", unit="_pJ_per_flop"),
         static_power=a("power", "static", unit="_W"),
         launch_overhead=a("power", "launch_overhead", unit="_us"),
-        area=a("area", "pim_logic", unit="_mm2") if has_area else None,
+        area=(None if pim_logic < 0 else jnp.asarray(pim_logic)),
         placement=str(placement),
         datapath_bits=r.number("pim", "datapath_bits", default=16.0),
+        **_technology(r, placement),
         **r.identity(),
     )
     r.finish_target()
     return hw
+
+
+def _technology(r: SpecReader, placement: str) -> dict:
+    """``[technology]``: ``memory`` (the DRAM kind; default hbm2), ``node`` (of the logic
+    die; default 12 nm); optional ``[area]`` ``dram_bit_um2`` and ``mac_lane_um2``."""
+    node = str(r.raw("technology", "node", default="12nm"))
+    tech.node(node)
+    kind = str(r.raw("technology", "memory", default="hbm2"))
+    tech.memory_kind(kind)
+    bit = r.number("area", "dram_bit", unit="_um2", default=-1.0, positive=False)
+    lane = r.number("area", "mac_lane", unit="_um2", default=-1.0, positive=False)
+    return dict(node=node, dram_kind=kind, dram_bit_area=None if bit < 0 else bit,
+                lane_area=None if lane < 0 else lane)
 
 
 #: `perfmodel bench` case for this family: Llama-2-7B decode on one AttAcc HBM3-PIM

@@ -108,6 +108,8 @@ class EagerFramework(AbstractTarget):
             target=self.name,
             count=rep.count,
             phase=rep.phase,
+            peak_power=rep.peak_power,
+            cost=rep.cost,
         )
 
 

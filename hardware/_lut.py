@@ -44,9 +44,14 @@ with a_fetch = (entries - 1) entry_bits a_mux (an entries:1 mux of entry_bits) i
 mode; base + units lanes (a_mul + a_add) in MAC mode.
 
 ``smooth_max`` / ``ceil`` / ``relu`` / the rounding of g are exact with ``hard=True``.
+
+Peak power and cost (docs/cost.md): ``P_peak = units lanes clock (e_lookup + e_add)
++ F_host e_flop + 8 (B_dram e_dram + B_spill e_spill) + P_static``; ``cost =
+die_cost(area, node) + C_dram price(memory_kind) + package``.
 """
 
 from __future__ import annotations
+
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -59,6 +64,7 @@ from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_min, smooth_relu, smooth_threshold
 from perfmodel._spec import SpecReader
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced, check_capacity
+from perfmodel.hardware import _technology as tech
 from perfmodel.hardware._xpu import MemoryLevel, from_odds, to_odds
 
 #: Rows whose stationary operand is a weight matrix: they run as LUT-GEMV (or on the
@@ -133,6 +139,16 @@ class LUT(AbstractUnit):
     mirror: bool = eqx.field(static=True, default=False)
     k_split: bool = eqx.field(static=True, default=False)
     title: str = eqx.field(static=True, default="")
+    node: str = eqx.field(static=True, default=tech.REFERENCE_NODE)
+    memory_kind: str = eqx.field(static=True, default="ddr5")
+    package: str = eqx.field(static=True, default="")
+
+    #: Fields moved by `perfmodel.hardware.rescale_node`.
+    NODE_SCALED = {
+        "logic": ("base_area", "adder_area", "mux_area_per_bit", "register_area_per_bit",
+                  "multiplier_area"),
+        "energy": ("energy_per_lookup", "energy_per_add", "host_energy_per_flop",
+                   "spill_energy_per_bit", "static_power")}
 
     @property
     def lut_efficiency(self):
@@ -190,6 +206,28 @@ class LUT(AbstractUnit):
         fetch = lanes_total * (jnp.maximum(entries - 1.0, 0.0) * self.entry_bits
                                * self.mux_area_per_bit + self.adder_area)
         return self.base_area + table + fetch
+
+    def chip_area(self, mapping: LUTMapping | None = None, *, hard: bool = False):
+        """Die area, m^2 (`datapath_area`: the LUT datapath plus the base area)."""
+        return self.datapath_area(mapping, hard=hard)
+
+    def peak_power(self, mapping=None, *, hard: bool = False):
+        """W: every lane looking up and adding each cycle, the host at its FLOP rate,
+        DRAM and the spill level at full bandwidth, plus static power."""
+        lane_rate = self.units * self.lanes * self.clock
+        return (lane_rate * (self.energy_per_lookup + self.energy_per_add)
+                + self.host_flops * self.host_energy_per_flop
+                + 8.0 * (self.dram.bandwidth * self.dram.energy_per_bit
+                         + self.spill_bandwidth * self.spill_energy_per_bit)
+                + self.static_power)
+
+    def capital_cost(self, mapping: LUTMapping | None = None, *, hard: bool = False):
+        """USD: the die (``datapath_area``, base included), DRAM and packaging."""
+        area = self.datapath_area(mapping, hard=hard)
+        package = self.package or tech.default_package(self.memory_kind)
+        return (tech.die_cost(area, self.node)
+                + tech.memory_cost(self.dram.capacity, self.memory_kind)
+                + tech.package_cost(package, area))
 
     def _group_size(self, mapping, hard):
         g = (mapping or self.default_mapping()).group_size
@@ -252,7 +290,9 @@ class LUT(AbstractUnit):
             energy_columns=energy_columns, static_power=self.static_power,
             area=self.datapath_area(mapping, hard=hard),
             components=("lut", "spill", "dram", "host"),
-            energy_components=("lut", "host", "dram", "spill"), hard=hard)
+            energy_components=("lut", "host", "dram", "spill"), hard=hard,
+            peak_power=self.peak_power(),
+            capital_cost=self.capital_cost(mapping, hard=hard))
 
 
 #: Benchmark case for `perfmodel bench --target sail`.
@@ -261,6 +301,8 @@ BENCH_CASE = dict(hardware="sail", workload="llama-2-7b", phase="decode", batch=
 
 
 def from_spec(data: dict, label: str) -> LUT:
+    from perfmodel.hardware._registry import technology_fields
+
     r = SpecReader(data, label)
     encoding = r.raw("lut", "encoding", default="bit-serial")
     if encoding not in ENCODINGS:
@@ -305,6 +347,7 @@ def from_spec(data: dict, label: str) -> LUT:
         datapath=datapath,
         mirror=bool(r.raw("lut", "mirror", default=False)),
         k_split=bool(r.raw("lut", "k_split", default=False)),
+        **technology_fields(r),
         **r.identity(),
     )
     r.finish_target()

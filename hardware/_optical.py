@@ -43,10 +43,14 @@ Energy per matmul row instance:
 ``ceil``, ``max`` and ``relu`` are smooth by default and exact with ``hard=True``.
 Requesting more ADC bits raises the laser power (SNR) and the ADC energy (~2^bits);
 operand bits beyond ``max_bits`` are rejected by `check`.
+
+Peak power and cost (docs/cost.md): every array lit on all comb lines (``arrays x
+P_laser``), every input modulated and every output sampled each symbol, memory at full
+bandwidth and the electronic unit at its peak, plus static power; ``cost =
+die_cost(area, node) + weight_capacity price(memory_kind) + package``.
 """
 
 from __future__ import annotations
-
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -58,6 +62,7 @@ from perfmodel._ops import Ops
 from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_max, smooth_maximum, smooth_relu
 from perfmodel._spec import SpecReader
+from perfmodel.hardware import _technology as tech
 from perfmodel._target import AbstractUnit, check_positive_leaves, is_traced
 from perfmodel._units import dbm_to_watts
 from perfmodel.hardware._xpu import MATMUL_KINDS, from_odds, to_odds
@@ -137,6 +142,14 @@ class OpticalAccelerator(AbstractUnit):
     name: str = eqx.field(static=True)
     bibtex: str = eqx.field(static=True)
     title: str = eqx.field(static=True, default="")
+    node: str = eqx.field(static=True, default="45nm")
+    memory_kind: str = eqx.field(static=True, default="ddr5")
+
+    #: Fields moved by `perfmodel.hardware.rescale_node` (the electronics; photonic
+    #: cells, lasers and modulators keep their values).
+    NODE_SCALED = {
+        "logic": ("converter_area", "periphery_area"),
+        "energy": ("electronic_energy", "dac_fom", "adc_fom", "static_power")}
 
     @property
     def laser_efficiency(self):
@@ -185,6 +198,30 @@ class OpticalAccelerator(AbstractUnit):
         per_array = (self.rows * self.cols * self.comb_lines * self.cell_area
                      + (self.cols + self.rows * self.comb_lines) * self.converter_area)
         return self.arrays * per_array + self.periphery_area
+
+    def chip_area(self, mapping=None, *, hard: bool = False):
+        """Chip area, m^2 (`area`)."""
+        return self.area()
+
+    def peak_power(self, mapping=None, *, hard: bool = False):
+        """W: every array lit on all comb lines, every input modulated and every output
+        sampled each symbol, memory at full bandwidth and the electronic unit at its
+        peak, plus static power."""
+        f = self.modulation_rate
+        e_symbol = self.modulator_energy + self.dac_fom * 2.0 ** self.dac_bits
+        e_sample = self.receiver_energy + self.adc_fom * 2.0 ** self.adc_bits
+        per_array = (self.laser_power(hard=hard)
+                     + f * (self.rows * self.comb_lines * e_symbol + self.cols * e_sample))
+        return (self.arrays * per_array + 8.0 * self.memory_bandwidth * self.memory_energy
+                + self.electronic_flops * self.electronic_energy + self.static_power)
+
+    def capital_cost(self, mapping=None, *, hard: bool = False):
+        """USD: the chip at ``node``, the weight memory at the price of ``memory_kind``
+        and an organic package."""
+        area = self.area()
+        return (tech.die_cost(area, self.node)
+                + tech.memory_cost(self.weight_capacity, self.memory_kind)
+                + tech.package_cost("organic", area))
 
     # ------------------------------------------------------------------ validation
     def check(self, ops: Ops | None = None, mapping: OpticalMapping | None = None) -> None:
@@ -286,7 +323,8 @@ class OpticalAccelerator(AbstractUnit):
         cost = Cost(
             time_terms=jnp.concatenate(t_blocks), overhead=ops.launches * self.launch_overhead,
             energy_terms=jnp.concatenate(e_blocks), static_power=self.static_power,
-            area=self.area(), components=("compute", "memory", "program"),
+            area=self.area(), peak_power=self.peak_power(hard=hard),
+            capital_cost=self.capital_cost(), components=("compute", "memory", "program"),
             energy_components=("laser", "modulator_dac", "receiver_adc", "electronic",
                                "memory", "program"),
             max_time=jnp.concatenate(max_blocks) if max_blocks else None)
@@ -303,6 +341,16 @@ def _ceil_rows(bits, inv_width, hard: bool):
             one = smooth_ceil(bits[0] * inv_width, hard=hard)
             return jnp.broadcast_to(one, bits.shape)
     return smooth_ceil(bits * inv_width, hard=hard)
+
+
+def _technology(r: SpecReader) -> dict:
+    from perfmodel.hardware._registry import technology_fields
+
+    out = technology_fields(r)
+    out.pop("package")
+    if r.raw("technology", "node") is None:
+        out["node"] = "45nm"
+    return out
 
 
 def from_spec(data: dict, label: str) -> OpticalAccelerator:
@@ -349,6 +397,7 @@ def from_spec(data: dict, label: str) -> OpticalAccelerator:
         converter_area=n("area", "converter", unit="_um2"),
         periphery_area=n("area", "periphery", unit="_mm2"),
         max_bits=max_bits,
+        **_technology(r),
         **r.identity(),
     )
     r.finish_target()

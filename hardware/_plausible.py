@@ -55,6 +55,9 @@ PLAUSIBLE_RANGES: dict[str, dict[str, tuple]] = {
         # CUDA graphs ~1 us per kernel to eager host launches of ~10-100 us
         "efficiency.launch_overhead_us": (0.01, 1_000.0),
         "efficiency.dram_latency_us": (0.01, 1_000.0),
+        # harvested share of a die's units: none (consumer parts) to about half (bins of
+        # large dies); GPUs ship with 5-17% of their SMs disabled
+        "area.spare_fraction": (0.001, 0.6),
     },
     "dram-pim": {
         # per channel: DDR4/LPDDR ~10-25 GB/s, HBM2 pseudo-channel 16-32, HBM3 64,

@@ -11,7 +11,10 @@ import jax.numpy as jnp
 
 from perfmodel._errors import ModelInputError
 from perfmodel._spec import SpecReader, closest_names, load_spec_file
-from perfmodel.hardware._xpu import DATATYPE_BITS, XPU, MemoryLevel, to_odds
+from perfmodel.hardware import _technology as tech
+from perfmodel.hardware._xpu import (COMPUTE_AREA_7NM, DATATYPE_BITS, LINK_AREA,
+                                     SRAM_ARRAY_EFFICIENCY, UNIT_AREA_7NM, XPU, MemoryLevel,
+                                     to_odds)
 
 PRESET_DIR = pathlib.Path(__file__).parent / "presets"
 
@@ -75,10 +78,55 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
         dram_latency=jnp.asarray(eff("dram_latency", unit="_us")),
         datatypes=datatypes,
         offload_kind=kind,
+        **xpu_area_fields(r),
         **r.identity(),
     )
     r.finish_target()
     return hw
+
+
+def technology_fields(r: SpecReader, *, memory: str | None = "ddr5") -> dict:
+    """``[technology]``: ``node`` (default 7 nm), ``memory`` (DRAM kind, for PHYs and
+    price; default ``memory``) and ``package`` (default by memory kind); validated."""
+    node = str(r.raw("technology", "node", default=tech.REFERENCE_NODE))
+    tech.node(node)
+    out = {"node": node}
+    if memory is not None:
+        kind = str(r.raw("technology", "memory", default=memory))
+        tech.memory_kind(kind)
+        out["memory_kind"] = kind
+        package = str(r.raw("technology", "package", default=""))
+        if package and package not in tech.PACKAGES:
+            raise ModelInputError(f"{r.label}: technology.package = {package!r}; valid: "
+                                  f"{', '.join(tech.PACKAGES)}.")
+        out["package"] = package
+    return out
+
+
+def xpu_area_fields(r: SpecReader) -> dict:
+    """The xPU's technology and area coefficients: ``[technology]`` and ``[area]``
+    (``spare_fraction`` of harvested resources, and optional coefficients at the
+    design's node: ``compute_mm2_per_TFLOPS``, ``unit_mm2``, ``sram_bit_um2``,
+    ``phy_mm2``, ``link_mm2_per_GB_s``, ``base_mm2``); unset coefficients are the 7 nm
+    defaults moved to the node (docs/cost.md)."""
+    out = technology_fields(r)
+    f = tech.ratios(tech.REFERENCE_NODE, out["node"])
+    mm2 = 1e-6
+    num = lambda key, default, **kw: r.number("area", key, default=default, **kw)  # noqa
+    out.update(
+        compute_area=num("compute_mm2_per_TFLOPS", COMPUTE_AREA_7NM * f["logic"] / mm2
+                         * 1e12) * mm2 / 1e12,
+        # (a missing key takes its default in SI units)
+        unit_area=num("unit", UNIT_AREA_7NM * f["logic"], unit="_mm2"),
+        sram_bit_area=num("sram_bit", tech.node(out["node"]).sram_bitcell
+                          / SRAM_ARRAY_EFFICIENCY, unit="_um2"),
+        link_area=num("link_mm2_per_GB_s", LINK_AREA / mm2 * 1e9) * mm2 / 1e9,
+        base_area=num("base", 0.0, unit="_mm2", positive=False, lo=0.0),
+        spare_fraction=num("spare_fraction", 0.0, positive=False, lo=0.0, hi=0.9),
+    )
+    phy = r.number("area", "phy", unit="_mm2", default=-1.0, positive=False)
+    out["phy_area"] = None if phy < 0 else phy
+    return out
 
 
 #: Spec ``family`` -> builder ``(data, label) -> target``, or the module that defines

@@ -21,6 +21,9 @@ places each row on the units and combines. Per row r (``count`` c_r) and unit u:
 
     E = sum_r c_r sum_u p[r, u] e[r, u] + 8 X_bytes e_link + sum_u P_static,u T
 
+Area, peak power and cost (docs/cost.md): the sum over the units, plus the link at full
+rate in the peak power (``8 B_link e_link``); the link's silicon and cost are not modelled.
+
 Co-processing (``co_kinds``, blocked mode, two units; Duplex's expert co-processing):
 a row of those kinds holds G = ``groups`` independent work items (experts, sliced over
 the tensor-parallel devices); k of them run on the ``high`` unit while the other G - k
@@ -432,6 +435,10 @@ class System(AbstractTarget):
         static_energy = static_power * latency
         time_terms = jnp.concatenate([p * t, x_time[:, None]], axis=1)
         areas = [cost.area for cost in costs if cost.area is not None]
+        powers = [cost.peak_power for cost in costs if cost.peak_power is not None]
+        capital = [cost.capital_cost for cost in costs if cost.capital_cost is not None]
+        # the link between the units at full rate adds to the units' peak power
+        link_power = 8.0 * self.link_bandwidth * self.link_energy_per_bit
         return Report(
             latency=latency,
             energy=jnp.sum(energy_terms) + static_energy,
@@ -446,7 +453,9 @@ class System(AbstractTarget):
             names=ops.names, kinds=ops.kinds,
             components=self.unit_names + ("transfer",),
             energy_components=self.unit_names + ("transfer",),
-            target=self.name, count=ops.count, phase=ops.phase)
+            target=self.name, count=ops.count, phase=ops.phase,
+            peak_power=sum(powers) + link_power if powers else None,
+            cost=sum(capital) if capital else None)
 
     def with_mode(self, mode: str) -> "System":
         """The same system in another execution mode (``"blocked"`` / ``"concurrent"``)."""

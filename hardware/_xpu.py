@@ -25,6 +25,16 @@ Model, per op row and instance (all SI; see docs/models.md for the derivation):
                 + P_static * latency
 
 ``smooth_max`` / ``ceil`` / ``relu`` are exact with ``hard=True``.
+
+Area, peak power and cost (docs/cost.md; static coefficients at the design's ``node``):
+
+    P16       = max_d peak_d x bits_d / 16     (16-bit-equivalent throughput: one matrix
+                                                array serves every width)
+    n_phy     = B_dram / interface_bandwidth(memory_kind)      (HBM stacks, GDDR devices)
+    area      = [a_compute P16 + a_unit units + a_bit 8 C_l2 + a_phy n_phy] / (1 - spare)
+                + a_link 2 B_link + a_base
+    P_peak    = P16 e_flop + 8 (B_dram e_dram + B_l2 e_l2 + 2 B_link e_link) + P_static
+    cost      = die_cost(area, node) + C_dram price(memory_kind) + package
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from perfmodel._ops import Ops
 from perfmodel._report import Cost
 from perfmodel._smooth import smooth_ceil, smooth_relu, smooth_step
 from perfmodel._target import AbstractUnit, check_positive_leaves, check_capacity
+from perfmodel.hardware import _technology as tech
 
 #: Datapaths a device may have, and their operand bits. A row runs on the fastest
 #: datapath whose width holds its `compute_bits`.
@@ -57,6 +68,24 @@ MMA_M = 16.0
 SPLIT_K = (1.0, 2.0, 4.0, 8.0)
 #: Width (in bits) of the smooth step that decides if a datapath can hold compute_bits.
 _BITS_STEP_WIDTH = 0.05
+#: Area of the matrix datapaths per 16-bit-equivalent FLOP/s at 7 nm, m^2 s (assumed:
+#: 0.5 mm^2 per TFLOP/s, about 8x Horowitz's 45 nm FP16 multiply + add (1640 + 1360 um^2,
+#: ISSCC 2014) scaled to 7 nm (x 1/17, Stillmaker & Baas 2017) per FMA at 1.41 GHz, the
+#: factor covering operand registers, fp32 accumulation and wiring; of the order of
+#: TPUv4i's matrix units).
+COMPUTE_AREA_7NM = 0.5e-6 / 1e12
+#: Area of one SM / core outside the matrix datapath (register files, L1, schedulers,
+#: vector ALUs, its share of the on-chip network) at 7 nm, m^2 (fitted: the remainder of
+#: the A100's 826 mm^2 die, https://fudzilla.com/news/ai/50831-nvidia-officially-unveils-
+#: the-amper-based-ga100-gpu, after its matrix datapaths, L2, HBM PHYs and NVLink, over
+#: its 128 SMs; tests/test_area_power_cost.py reproduces it and predicts the H100).
+UNIT_AREA_7NM = 4.12e-6
+#: Share of an SRAM macro that is bitcells (assumed 0.5: sense amplifiers, decoders,
+#: redundancy and tags take the rest).
+SRAM_ARRAY_EFFICIENCY = 0.5
+#: Die area of device-to-device links (SerDes + controller) per B/s of bidirectional
+#: bandwidth, m^2 s / B (assumed: 0.05 mm^2 per GB/s, 30 mm^2 for NVLink3's 600 GB/s).
+LINK_AREA = 0.05e-6 / 1e9
 #: Exponent of per-FLOP energy in operand bits (assumed linear: operand delivery
 #: dominates datapath energy in GPUs; Horowitz 45 nm multipliers alone scale ~bits^2).
 ENERGY_BITS_EXPONENT = 1.0
@@ -119,6 +148,26 @@ class XPU(AbstractUnit):
     bibtex: str = eqx.field(static=True)
     title: str = eqx.field(static=True, default="")
     offload_kind: str = eqx.field(static=True, default="")
+    # technology, area and cost (static: technology constants, not design knobs; SI at
+    # ``node``; docs/cost.md)
+    node: str = eqx.field(static=True, default=tech.REFERENCE_NODE)
+    memory_kind: str = eqx.field(static=True, default="ddr5")
+    package: str = eqx.field(static=True, default="")       # "" -> by memory kind
+    compute_area: float = eqx.field(static=True, default=COMPUTE_AREA_7NM)
+    unit_area: float = eqx.field(static=True, default=UNIT_AREA_7NM)
+    sram_bit_area: float = eqx.field(
+        static=True, default=tech.NODES["7nm"].sram_bitcell / SRAM_ARRAY_EFFICIENCY)
+    phy_area: float | None = eqx.field(static=True, default=None)  # None -> memory kind's
+    link_area: float = eqx.field(static=True, default=LINK_AREA)
+    base_area: float = eqx.field(static=True, default=0.0)
+    spare_fraction: float = eqx.field(static=True, default=0.0)
+
+    #: Fields moved by `perfmodel.hardware.rescale_node` (logic area, SRAM area, energy
+    #: per operation; static power follows energy).
+    NODE_SCALED = {
+        "logic": ("compute_area", "unit_area", "base_area"),
+        "sram": ("sram_bit_area",),
+        "energy": ("energy_per_flop", "l2.energy_per_bit", "static_power")}
 
     @property
     def compute_efficiency(self):
@@ -132,6 +181,8 @@ class XPU(AbstractUnit):
     # ------------------------------------------------------------------ validation
     def check(self, ops: Ops | None = None) -> None:
         check_positive_leaves(self, self.name)
+        tech.node(self.node)
+        tech.memory_kind(self.memory_kind)
         if "fp32" not in self.datatypes:
             raise ModelInputError(f"{self.name}.peak must include fp32 (the vector datapath).")
         if ops is None:
@@ -183,6 +234,55 @@ class XPU(AbstractUnit):
         # reduction and a division per candidate (a third of the vmapped
         # value-and-gradient time on CPU)
         return functools.reduce(jnp.maximum, effs)
+
+    # ------------------------------------------------------------------ area, power, cost
+    def peak_16bit_flops(self):
+        """16-bit-equivalent peak of the widest-throughput datapath, max_d peak_d x
+        bits_d / 16, FLOP/s (exact maximum: one matrix array serves every width)."""
+        return functools.reduce(jnp.maximum, [
+            self.peak_flops[i] * (DATATYPE_BITS[d] / 16.0)
+            for i, d in enumerate(self.datatypes)])
+
+    def memory_interfaces(self):
+        """Memory interfaces (HBM stacks, GDDR devices, DDR channels) the DRAM bandwidth
+        needs at the memory kind's top rate (real, not rounded)."""
+        return self.dram.bandwidth / tech.memory_kind(self.memory_kind).interface_bandwidth
+
+    def area_breakdown(self) -> dict:
+        """Die area by part, m^2 (harvested spares included in each part)."""
+        phy = (self.phy_area if self.phy_area is not None
+               else tech.memory_kind(self.memory_kind).phy_area)
+        inv = 1.0 / (1.0 - self.spare_fraction)
+        return {
+            "compute": self.compute_area * self.peak_16bit_flops() * inv,
+            "units": self.unit_area * self.units * inv,
+            "l2": self.sram_bit_area * 8.0 * self.l2.capacity * inv,
+            "memory_phy": phy * self.memory_interfaces() * inv,
+            "links": self.link_area * 2.0 * self.link_bandwidth,
+            "base": jnp.asarray(self.base_area),
+        }
+
+    def chip_area(self, mapping=None, *, hard: bool = False):
+        """Die area, m^2."""
+        return sum(self.area_breakdown().values())
+
+    def peak_power(self, mapping=None, *, hard: bool = False):
+        """W: every datapath's widest peak, DRAM, L2 and both link directions at full
+        rate, plus static power (the offload tier is outside the device)."""
+        return (self.peak_16bit_flops() * self.energy_per_flop
+                + 8.0 * (self.dram.bandwidth * self.dram.energy_per_bit
+                         + self.l2.bandwidth * self.l2.energy_per_bit
+                         + 2.0 * self.link_bandwidth * self.link_energy_per_bit)
+                + self.static_power)
+
+    def capital_cost(self, mapping=None, *, hard: bool = False):
+        """USD: the die, the DRAM at its price per GB, and packaging."""
+        area = self.chip_area()
+        package = self.package or tech.default_package(self.memory_kind)
+        stacks = self.memory_interfaces() if package == "2.5d" else 0.0
+        return (tech.die_cost(area, self.node)
+                + tech.memory_cost(self.dram.capacity, self.memory_kind)
+                + tech.package_cost(package, area, stacks))
 
     def cost(self, ops: Ops, mapping=None, *, hard: bool = False) -> Cost:
         if mapping is not None:
@@ -250,7 +350,7 @@ class XPU(AbstractUnit):
         )
         cost = Cost.from_columns(
             terms, overhead=overhead, energy_columns=energy_columns,
-            static_power=self.static_power, area=None, components=names,
+            static_power=self.static_power, area=self.chip_area(), components=names,
             energy_components=("compute", "dram", "l2", "offload", "interconnect"),
-            hard=hard)
+            hard=hard, peak_power=self.peak_power(), capital_cost=self.capital_cost())
         return cost if undo is None else cost.take(undo)

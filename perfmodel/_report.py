@@ -31,7 +31,14 @@ class Report(eqx.Module):
     - ``energy_terms`` (J): per row (count included), by ``energy_components``;
     - ``static_energy`` (J): static power x latency;
     - ``bound``: per row, index into ``components`` of the largest time term;
-    - ``area`` (m^2) where the target has an area model, else None;
+    - ``area`` (m^2): silicon area of the design (docs/cost.md; None where a family has
+      no area model);
+    - ``peak_power`` (W): dynamic power with compute and memory at their peak rates plus
+      static power, the power a supply and cooler must be sized for (None where not
+      modelled);
+    - ``cost`` (USD): capital cost of the hardware: dies (wafer price / (dies per wafer x
+      yield)), memory at its price per GB and packaging (None where not modelled);
+      `perfmodel.hardware.tokens_per_dollar` adds the energy over a lifetime;
     - ``count``: per row, the instances ``op_time`` sums (the ops' ``count``: layers x
       repeats, or quadrature weights), or None where a target does not pass it;
     - ``phase``: the ops' phase label (``decode``, ``prefill``, ``request``, ...).
@@ -54,6 +61,8 @@ class Report(eqx.Module):
     target: str = eqx.field(static=True, default="")
     count: Float[Array, " rows"] | None = None
     phase: str = eqx.field(static=True, default="")
+    peak_power: Float[Array, ""] | None = None
+    cost: Float[Array, ""] | None = None
 
     @property
     def tokens_per_s(self):
@@ -79,6 +88,15 @@ class Report(eqx.Module):
     def power(self):
         """Average power over the evaluation, W."""
         return self.energy / self.latency
+
+    @property
+    def tokens_per_dollar(self):
+        """Tokens per USD of total cost of ownership with the default lifetime (4 years),
+        utilization (1) and energy price (EIA, $0.0895/kWh); None without a cost model.
+        `perfmodel.hardware.tokens_per_dollar` takes other values (docs/cost.md)."""
+        from perfmodel.hardware._technology import tokens_per_dollar
+
+        return tokens_per_dollar(self)
 
     def bound_names(self) -> list[str]:
         """The bounding component of each row, by name (not traceable)."""
@@ -148,8 +166,9 @@ class Report(eqx.Module):
             "energy_breakdown_j": self.energy_breakdown(),
             "breakdown": self.breakdown(),
         }
-        if self.area is not None:
-            d["area_mm2"] = float(self.area) * 1e6
+        d["area_mm2"] = None if self.area is None else float(self.area) * 1e6
+        d["peak_power_w"] = None if self.peak_power is None else float(self.peak_power)
+        d["cost_usd"] = None if self.cost is None else float(self.cost)
         return d
 
 
@@ -163,7 +182,8 @@ class Cost(eqx.Module):
     - ``overhead`` [rows] (s): time that does not overlap (launch, sync, latency);
     - ``energy_terms`` [rows, E] (J): dynamic energy by component;
 
-    and per design ``static_power`` (W) and ``area`` (m^2, or None).
+    and per design ``static_power`` (W), ``area`` (m^2, or None), and optionally
+    ``peak_power`` (W) and ``capital_cost`` (USD) of the unit (docs/cost.md).
 
     Optionally ``max_time`` [rows] (s): the smooth maximum of ``time_terms`` over the
     components, when the unit computes it more cheaply than the generic fold (e.g. per
@@ -179,10 +199,13 @@ class Cost(eqx.Module):
     components: tuple[str, ...] = eqx.field(static=True)
     energy_components: tuple[str, ...] = eqx.field(static=True)
     max_time: Float[Array, " rows"] | None = None
+    peak_power: Float[Array, ""] | None = None
+    capital_cost: Float[Array, ""] | None = None
 
     @classmethod
     def from_columns(cls, time_columns, *, overhead, energy_columns, static_power, area,
-                     components, energy_components, hard: bool) -> "Cost":
+                     components, energy_components, hard: bool, peak_power=None,
+                     capital_cost=None) -> "Cost":
         """A `Cost` from per-component [rows] arrays: stacks them into ``time_terms``
         and ``energy_terms`` and, in smooth mode, folds `smooth_max` over the unstacked
         time columns into ``max_time``. A caller that needs only the latency (a vmapped
@@ -196,7 +219,8 @@ class Cost(eqx.Module):
                                         time_terms.shape[:1])
         return cls(time_terms=time_terms, overhead=overhead, energy_terms=energy_terms,
                    static_power=static_power, area=area, components=tuple(components),
-                   energy_components=tuple(energy_components), max_time=max_time)
+                   energy_components=tuple(energy_components), max_time=max_time,
+                   peak_power=peak_power, capital_cost=capital_cost)
 
     def component_max(self, *, hard: bool):
         """[rows] seconds per instance: the smooth (exact if ``hard``) max of the
@@ -229,12 +253,14 @@ def report_from_cost(ops: Ops, cost: Cost, *, hard: bool, target: str = "") -> R
         energy_terms=ops.count[:, None] * cost.energy_terms,
         energy_components=cost.energy_components, static_power=cost.static_power,
         hard=hard, area=cost.area, target=target,
-        max_time=None if hard else cost.max_time)
+        max_time=None if hard else cost.max_time, peak_power=cost.peak_power,
+        capital_cost=cost.capital_cost)
 
 
 def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
                     energy_components, static_power, hard: bool, area=None,
-                    target: str = "", max_time=None) -> Report:
+                    target: str = "", max_time=None, peak_power=None,
+                    capital_cost=None) -> Report:
     """Combine per-row component times into a `Report` (shared by all roofline targets).
 
     Per row and instance: ``t = smooth_max_c(time_terms[:, c]) + overhead`` (the
@@ -249,6 +275,7 @@ def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
 
     Other arguments:
         max_time: [rows] precomputed ``smooth_maximum(time_terms, axis=1)`` (see `Cost`).
+        area, peak_power, capital_cost: of the design (m^2, W, USD), or None.
     """
     if max_time is None:
         max_time = smooth_maximum(time_terms, axis=1, hard=hard)
@@ -275,6 +302,8 @@ def roofline_report(ops: Ops, *, time_terms, components, overhead, energy_terms,
         target=target,
         count=ops.count,
         phase=ops.phase,
+        peak_power=peak_power,
+        cost=capital_cost,
     )
 
 
