@@ -35,10 +35,9 @@ EXHAUSTIVE_MAX = 20_000
 class Scorer:
     """Exact scores of batches of coordinate vectors, and the best feasible so far."""
 
-    def __init__(self, space, objective, constraints, batch: int = 256):
-        f = problem_fn(space, objective, tuple(constraints))
+    def __init__(self, space, objective, constraints, batch: int = 256, fn=None):
         self.space, self.batch = space, batch
-        self._fn = jax.jit(jax.vmap(lambda u: f(space.harden(u), 1.0, True)[:2]))
+        self._fn = fn or exact_scores(space, objective, constraints)
         self.evaluations = 0
         self.best_loss, self.best_u = math.inf, None
         self.trace = []  # (evaluations, best feasible loss)
@@ -49,7 +48,9 @@ class Scorer:
         out = []
         for i in range(0, len(u), self.batch):
             chunk = u[i:i + self.batch]
-            pad = self.batch - len(chunk) if len(u) > self.batch else 0
+            # padded to a power of two: a few compiled shapes (TPE's 1, CMA-ES's
+            # population, the batch), never the batch's work for one design
+            pad = (1 << (len(chunk) - 1).bit_length()) - len(chunk)
             x = jnp.asarray(np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
                             if pad else chunk, jnp.result_type(float))
             loss, g = self._fn(x)
@@ -63,6 +64,13 @@ class Scorer:
             self.trace.append((self.evaluations, self.best_loss))
             out.append(np.where(np.isfinite(loss), loss, 1e9) + PENALTY * viol)
         return np.concatenate(out)
+
+
+def exact_scores(space, objective, constraints):
+    """The jitted ``u [n, D] -> (loss [n], violations [n, C])`` of hardened designs on
+    the exact model: one compilation that every method of a comparison can share."""
+    f = problem_fn(space, objective, tuple(constraints))
+    return jax.jit(jax.vmap(lambda u: f(space.harden(u), 1.0, True)[:2]))
 
 
 def _box_dims(space):
@@ -110,14 +118,15 @@ def discrete_size(space) -> int | None:
 
 
 def run_baseline(method: str, space, objective, constraints=(), *, budget: int,
-                 seed: int = 0, wall_s: float | None = None) -> dict:
+                 seed: int = 0, wall_s: float | None = None, scores=None) -> dict:
     """Run one baseline until ``budget`` evaluations (or ``wall_s`` seconds).
 
-    Returns ``method``, ``evaluations``, ``wall_s``, ``loss`` (best feasible exact
-    loss, inf if none), ``values`` (path -> value of that design) and ``trace``."""
+    ``scores``: a shared `exact_scores` function (else one is compiled). Returns
+    ``method``, ``evaluations``, ``wall_s``, ``loss`` (best feasible exact loss, inf if
+    none), ``values`` (path -> value of that design) and ``trace``."""
     if method not in METHODS:
         raise ModelInputError(f"method {method!r} is invalid; valid: {', '.join(METHODS)}.")
-    score = Scorer(space, objective, constraints)
+    score = Scorer(space, objective, constraints, fn=scores)
     t0 = time.perf_counter()
     deadline = t0 + wall_s if wall_s else math.inf
     rng = np.random.default_rng(seed)

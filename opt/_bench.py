@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from perfmodel.opt._baselines import METHODS, discrete_size, run_baseline
+from perfmodel.opt._baselines import METHODS, discrete_size, exact_scores, run_baseline
 from perfmodel.opt._optimize import optimize
 from perfmodel.opt._problems import load_problem
 
@@ -34,12 +34,13 @@ def codesign_benchmark(spaces=BENCH_SPACES, *, methods=METHODS, starts: int = 16
                          best=r.best if r.feasible else None, sense=sense, stopped="done"))
         if progress:
             progress(rows[-1])
+        scores = exact_scores(p.space, p.objective, p.constraints)  # compiled once
         for m in methods:
             if m == "exhaustive" and (discrete_size(p.space) or math.inf) > 20_000:
                 continue
             cap = max(wall_factor * r.wall_s, 10.0)
             b = run_baseline(m, p.space, p.objective, p.constraints, budget=budget,
-                             seed=seed, wall_s=cap)
+                             seed=seed, wall_s=cap, scores=scores)
             best = p.objective.value(b["loss"]) if math.isfinite(b["loss"]) else None
             stopped = ("done" if m in ("exhaustive", "grid") and b["wall_s"] < cap else
                        "wall" if b["evaluations"] < budget else "budget")

@@ -273,9 +273,10 @@ def _choose(space, objective, points, f):
     """The best feasible hardened point (eagerly validated), else the least violating."""
     order = sorted(points, key=lambda p: (not p["feasible"],
                                           p["loss"] if p["feasible"] else p["violation"]))
+    keys = np.round(np.asarray(jax.jit(jax.vmap(space.harden))(
+        jnp.asarray(np.stack([p["u"] for p in order])))), 9)
     seen = set()
-    for p in order:
-        key = tuple(np.round(np.asarray(space.harden(jnp.asarray(p["u"]))), 9))
+    for p, key in zip(order, map(tuple, keys)):
         if key in seen:
             continue
         seen.add(key)
@@ -304,7 +305,7 @@ def _validate(space, objective, u):
 def _result(space, objective, constraints, best, f, *, hist, points, evaluations,
             grad_cost, wall, seed, steps, starts):
     u = space.harden(jnp.asarray(best["u"]))
-    loss, g, per_point = f(u, 1.0, True)
+    loss, g, per_point = jax.jit(lambda x: f(x, 1.0, True))(u)
     hw, mapping, knobs = space.design(u, hard=True)
     w = np.asarray(objective.weights)
     score = {m: float(np.exp(np.sum(w * np.log(np.maximum(np.asarray(v), 1e-300)))))

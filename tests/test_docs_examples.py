@@ -4,7 +4,8 @@ Each ```bash block is split into commands (``\\`` continuations joined, ``#`` co
 dropped); a ``perfmodel ...`` command runs through the CLI's `main()` in-process and must
 exit 0 (with ``--json``, print one JSON object or list). Each ```python block runs with
 `exec` in a fresh namespace. Each ```toml block that is a whole spec (it has
-``schema_version``) must load with `perfmodel.hardware.from_spec`. All of them run in a
+``schema_version``) must load with `perfmodel.hardware.from_spec` (a co-design problem,
+with ``[dims]``, with `perfmodel.opt.load_problem`). All of them run in a
 temporary folder that holds the two files the README's examples name: ``my_gpu.toml`` (a
 copy of the a100-80gb preset) and ``config.json`` (Llama-2-7B's Hugging Face config).
 
@@ -49,8 +50,20 @@ SKIP = {
     "perfmodel calibrate": "the fit takes ~15 s; the fit is tests/test_fit.py (fit_a100) "
                            "and the command's output test_calibrate_command_prints_the_fit "
                            "below (fit stubbed)",
+    "perfmodel bench codesign": "runs every method on five problems (~10 min); the command "
+                                "and its JSON rows are tests/test_opt.py::test_bench_codesign"
+                                "_json on a small problem",
     "perfmodel bench": "a timing run (minutes); every benchmark case is evaluated in "
                        "tests/test_cli.py::test_bench_has_a_case_per_family",
+    "perfmodel predict --hardware runs/cim/best.toml": "reads the spec the optimize "
+                                                       "example above writes (each command "
+                                                       "runs in its own folder here); the "
+                                                       "round trip is tests/test_opt.py::"
+                                                       "test_written_spec_round_trips_through"
+                                                       "_predict",
+    "perfmodel optimize --space cim --starts 4 --steps 50 --out runs/cim --resume":
+        "resumes the run above; resuming is tests/test_opt.py::test_resume_after_sigkill"
+        "_matches_an_uninterrupted_run",
     ".venv/bin/jupyter execute": "executes a notebook (minutes); tests/test_notebooks.py "
                                  "executes every notebook",
     ".venv/bin/pip install jupyterlab": "installs from the network and starts a server; the "
@@ -125,7 +138,12 @@ def test_python_example(label, code, docs_cwd):
 
 
 @pytest.mark.parametrize("label, code", SPECS, ids=[s[0] for s in SPECS])
-def test_toml_spec_example(label, code):
+def test_toml_spec_example(label, code, tmp_path):
+    """A hardware spec loads; a co-design problem (it has ``[dims]``) loads as one."""
+    if re.search(r"(?m)^\[dims\]", code):
+        (tmp_path / "problem.toml").write_text(code)
+        assert pm.opt.load_problem(tmp_path / "problem.toml").space.dims
+        return
     hw = pm.hardware.from_spec(tomllib.loads(code), label)
     assert hw.name
 

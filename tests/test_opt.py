@@ -296,3 +296,19 @@ def test_pareto_front_is_non_dominated_with_positive_hypervolume(a100, gpt2):
     costs = np.stack([-np.log(tps), np.log(pw)], axis=1)
     assert len(opt.non_dominated(costs)) == len(costs)
     assert opt.hypervolume(np.array([[0.0, 1.0], [1.0, 0.0]]), (2.0, 2.0)) == 3.0
+
+
+def test_bench_codesign_json(tmp_path, capsys):
+    """`perfmodel bench codesign --json`: one row per method with the documented keys,
+    the baselines at the gradient run's budget."""
+    from perfmodel._cli import main
+
+    (tmp_path / "small.toml").write_text(SMALL_TOML)
+    assert main(["bench", "codesign", "--space", str(tmp_path / "small.toml"), "--starts",
+                 "2", "--steps", "10", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in rows] == ["gradient", "random", "grid", "cmaes", "tpe"]
+    for r in rows:
+        assert set(r) == {"space", "method", "budget", "wall_s", "best", "sense", "stopped"}
+        assert r["sense"] == "max" and r["best"] is None or r["best"] > 0
+    assert all(r["budget"] <= rows[0]["budget"] + 256 for r in rows[1:])
