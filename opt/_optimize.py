@@ -96,10 +96,10 @@ class Result:
 
     @property
     def best(self) -> float:
-        """The objective's exact value: the single metric's weighted geometric mean, or
-        the combined loss."""
-        m = self.objective.metric
-        return self.score[m] if isinstance(m, str) else self.loss
+        """The objective's exact value in its units (`Objective.value` of the loss: a
+        single metric's weighted geometric mean over the mix, or the product of the
+        metrics raised to their weights, e.g. EDP)."""
+        return self.objective.value(self.loss)
 
     def summary(self) -> dict:
         """A JSON-ready summary (what `perfmodel optimize --json` prints)."""
