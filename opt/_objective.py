@@ -28,6 +28,9 @@ from perfmodel._errors import ModelInputError
 
 #: Report metrics to maximize; every other metric is minimized.
 MAXIMIZE = frozenset({"tokens_per_s", "tokens", "tokens_per_dollar", "tokens_per_joule"})
+#: Prefix of a constraint's values in ``problem_fn``'s metrics when the constraint has
+#: its own phase or mix (their points are not the objective's).
+CONSTRAINT_KEY = "constraint:"
 #: Constraint quantities that are not Report fields.
 DERIVED = ("power_density", "quality_loss")
 
@@ -125,7 +128,10 @@ class Constraint:
     (perplexity increase, needs ``workload.wbits`` etc. in the space or mix).
     ``over``: how the mix points combine, ``"max"`` (every point; default) or
     ``"mean"`` (weighted). ``quant_method``: the quantization method a ``quality_loss``
-    bound assumes (`perfmodel.workloads.quality_methods()`).
+    bound assumes (`perfmodel.workloads.quality_methods()`). ``phase`` and ``mix``
+    evaluate this bound on its own builder and knob points instead of the objective's:
+    a time-to-first-token SLO is ``Constraint("latency", max=0.5, phase="prefill",
+    mix=({"batch": 1, "prompt": 2048},))`` beside a decode objective.
     """
 
     metric: str
@@ -134,6 +140,8 @@ class Constraint:
     over: str = "max"
     name: str = ""
     quant_method: str = "gptq"
+    phase: str | None = None
+    mix: tuple | None = None
 
     def __post_init__(self):
         if self.metric not in DERIVED:
@@ -148,8 +156,15 @@ class Constraint:
         if self.over not in ("max", "mean"):
             raise ModelInputError(f"constraint over = {self.over!r} is invalid; valid: max, "
                                   "mean.")
+        if self.mix is not None:
+            object.__setattr__(self, "mix", tuple(dict(p) for p in self.mix))
+            if not self.mix or any(set(p) != set(self.mix[0]) for p in self.mix):
+                raise ModelInputError(f"constraint {self.metric!r}: mix must hold points "
+                                      "that set the same knobs.")
         if not self.name:
-            object.__setattr__(self, "name", f"{self.metric} "
+            where = f" ({self.phase or ''}{' mix' if self.mix else ''})".replace(" ()", "") \
+                if (self.phase or self.mix) else ""
+            object.__setattr__(self, "name", f"{self.metric}{where} "
                                f"{'<=' if self.max is not None else '>='} {limit:g}")
 
     @property
@@ -182,37 +197,59 @@ def _quantity(c, rep, workload, knobs):
     return value
 
 
+def _evaluator(objective, workload_phase, mix, metrics, derived):
+    """``(hw, mapping, knobs, hard) -> {quantity: [points]}`` for one builder and mix,
+    the points evaluated with ``vmap`` (their knobs are arrays)."""
+    from perfmodel._evaluate import evaluate
+
+    builder = getattr(objective.workload, workload_phase)
+    names = sorted(mix[0])
+    points = {k: jnp.asarray([float(p[k]) for p in mix]) for k in names}
+
+    def run(hw, mapping, knobs, hard):
+        def at_point(point):
+            kw = {**point, **knobs}
+            rep = evaluate(hw, builder(**kw), mapping, hard=hard, check=False)
+            return {**{m: getattr(rep, m) for m in metrics},
+                    **{c.metric: _quantity(c, rep, objective.workload, kw) for c in derived}}
+
+        return jax.vmap(at_point)(points) if names else \
+            jax.tree.map(lambda x: x[None], at_point({}))
+
+    return run
+
+
+def _needs(constraints):
+    """Report metrics these constraints read (power density reads power and area)."""
+    out = {c.metric for c in constraints if c.metric not in DERIVED}
+    if any(c.metric == "power_density" for c in constraints):
+        out |= {"power", "area"}
+    return out
+
+
 def problem_fn(space, objective: Objective, constraints=()):
     """``f(u, temperature, hard) -> (loss, violations [C], metrics {name: [points]})``:
     the objective's loss (to minimize) and each constraint's violation for one
     coordinate vector ``u`` of ``space``; pure, for ``jit``/``vmap``/``grad``. The mix
-    points are evaluated with ``vmap`` (their knobs are arrays)."""
-    from perfmodel._evaluate import evaluate
-
-    builder = getattr(objective.workload, objective.phase)
-    names = sorted(objective.mix[0])
-    points = {k: jnp.asarray([float(p[k]) for p in objective.mix]) for k in names}
+    points are evaluated with ``vmap`` (their knobs are arrays); a constraint with its
+    own ``phase``/``mix`` (a TTFT bound on prefill beside a decode objective) is
+    evaluated on its own."""
     weights = jnp.asarray(objective.weights)
     terms = objective.terms
-    wanted = sorted(set(terms) | {c.metric for c in constraints if c.metric not in DERIVED}
-                    | ({"power", "area"} if any(c.metric == "power_density"
-                                                 for c in constraints) else set()))
+    shared = [c for c in constraints if c.phase is None and c.mix is None]
+    own = [c for c in constraints if not (c.phase is None and c.mix is None)]
+    main = _evaluator(objective, objective.phase, objective.mix,
+                      sorted(set(terms) | _needs(shared)),
+                      [c for c in shared if c.metric in DERIVED])
+    separate = {id(c): _evaluator(objective, c.phase or objective.phase,
+                                  c.mix or objective.mix, sorted(_needs([c])),
+                                  [c] if c.metric in DERIVED else []) for c in own}
 
     def f(u, temperature=1.0, hard=False, term_weights=None):
         """``term_weights`` [terms] replaces the objective's weights of its metrics (a
         Pareto sweep gives each start its own)."""
         hw, mapping, knobs = space.design(u, temperature=temperature, hard=hard)
-
-        def at_point(point):
-            kw = {**point, **knobs}
-            rep = evaluate(hw, builder(**kw), mapping, hard=hard, check=False)
-            metrics = {m: getattr(rep, m) for m in wanted}
-            derived = {c.metric: _quantity(c, rep, objective.workload, kw)
-                       for c in constraints if c.metric in DERIVED}
-            return {**metrics, **derived}
-
-        per_point = jax.vmap(at_point)(points) if names else \
-            jax.tree.map(lambda x: x[None], at_point({}))
+        per_point = main(hw, mapping, knobs, hard)
         loss = 0.0
         for i, (m, w) in enumerate(terms.items()):
             if term_weights is not None:
@@ -222,8 +259,14 @@ def problem_fn(space, objective: Objective, constraints=()):
                 jnp.maximum(per_point[m], 1e-300)))
         viol = []
         for c in constraints:
-            g = c.violation(per_point[c.metric])
-            viol.append(jnp.max(g) if c.over == "max" else jnp.sum(weights * g))
+            if id(c) in separate:
+                values = separate[id(c)](hw, mapping, knobs, hard)[c.metric]
+                per_point = {**per_point, CONSTRAINT_KEY + c.name: values}
+                w = jnp.full(values.shape, 1.0 / values.shape[0])
+            else:
+                values, w = per_point[c.metric], weights
+            g = c.violation(values)
+            viol.append(jnp.max(g) if c.over == "max" else jnp.sum(w * g))
         viol = jnp.stack(viol) if viol else jnp.zeros((0,), jnp.result_type(float))
         return loss, viol, per_point
 

@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 from perfmodel._errors import ModelInputError
-from perfmodel.opt._objective import MAXIMIZE, Objective, problem_fn
+from perfmodel.opt._objective import CONSTRAINT_KEY, Objective, problem_fn
 
 #: Violation (log ratio) below which a constraint counts as met: 1e-6 relative.
 FEASIBLE_TOL = 1e-6
@@ -302,12 +302,15 @@ def _result(space, objective, constraints, best, f, *, hist, points, evaluations
     hw, mapping, knobs = space.design(u, hard=True)
     w = np.asarray(objective.weights)
     score = {m: float(np.exp(np.sum(w * np.log(np.maximum(np.asarray(v), 1e-300)))))
-             for m, v in per_point.items()}
+             for m, v in per_point.items() if not m.startswith(CONSTRAINT_KEY)}
     report = []
     for c, gj in zip(constraints, np.asarray(g)):
-        v = np.asarray(per_point[c.metric])
-        value = float(np.max(v) if (c.over == "max") == (c.max is not None) else np.min(v)) \
-            if c.over == "max" else float(np.sum(w * v))
+        own = CONSTRAINT_KEY + c.name in per_point
+        v = np.asarray(per_point[CONSTRAINT_KEY + c.name] if own else per_point[c.metric])
+        if c.over == "mean":
+            value = float(np.mean(v) if own else np.sum(w * v))
+        else:  # the worst point: the largest under a max bound, the smallest under a min
+            value = float(np.max(v) if c.max is not None else np.min(v))
         report.append(dict(name=c.name, metric=c.metric, value=value, limit=c.limit,
                            bound="max" if c.max is not None else "min",
                            active=bool(abs(gj) <= ACTIVE_TOL),

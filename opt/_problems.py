@@ -101,7 +101,11 @@ def load_problem(ref) -> Problem:
                           weights=tuple(wl_data["weights"]) if "weights" in wl_data else None)
     constraints = tuple(Constraint(c["metric"], max=c.get("max"), min=c.get("min"),
                                    over=c.get("over", "max"),
-                                   quant_method=c.get("quant_method", "gptq"))
+                                   quant_method=c.get("quant_method", "gptq"),
+                                   phase=c.get("phase"),
+                                   mix=mix_grid(**{k: v if isinstance(v, list) else [v]
+                                                   for k, v in c["mix"].items()})
+                                   if "mix" in c else None)
                         for c in data.get("constraints", []))
     dims = {p: dim_from_dict(p, d) for p, d in data["dims"].items()}
     name = data.get("name", path.stem)

@@ -312,3 +312,26 @@ def test_bench_codesign_json(tmp_path, capsys):
         assert set(r) == {"space", "method", "budget", "wall_s", "best", "sense", "stopped"}
         assert r["sense"] == "max" and r["best"] is None or r["best"] > 0
     assert all(r["budget"] <= rows[0]["budget"] + 256 for r in rows[1:])
+
+
+def test_constraint_on_its_own_phase_bounds_ttft(a100, gpt2):
+    """A time-to-first-token SLO (prefill latency at its own prompt) beside a decode
+    objective: the bound is evaluated on its own builder and points."""
+    space = opt.Space(a100, {"hardware.peak_flops.fp16": opt.Real(3e13, 8e14)})
+    objective = opt.Objective(gpt2, "energy_per_token", mix=({"batch": 1.0,
+                                                              "context": 512.0},))
+    prefill = gpt2.prefill(8.0, 1024.0)
+
+    def ttft(peak):
+        hw = pm._paths.set_values(a100, {"peak_flops.fp16": peak})
+        return float(pm.evaluate(hw, prefill, hard=True).latency)
+
+    slo = ttft(2e14)
+    ttft_c = opt.Constraint("latency", max=slo, phase="prefill",
+                            mix=({"batch": 8.0, "prompt": 1024.0},))
+    r = opt.optimize(space, objective, [ttft_c], starts=2, steps=100, progress=False)
+    (c,) = r.constraint_report
+    assert c["name"] == f"latency (prefill mix) <= {slo:g}"
+    assert c["satisfied"] and c["value"] == pytest.approx(ttft(r.values[
+        "hardware.peak_flops.fp16"]), rel=1e-5)
+    assert set(r.score) == {"energy_per_token"}
