@@ -10,9 +10,9 @@ from perfmodel.opt._baselines import METHODS, discrete_size, exact_scores, run_b
 from perfmodel.opt._optimize import optimize
 from perfmodel.opt._problems import load_problem
 
-#: The benchmark problems (issue 17's five: DRAM-PIM, GPU+PIM system, CIM for BitNet,
-#: hybrid-bonded MoE, GPU serving) among the shipped spaces.
-BENCH_SPACES = ("dram-pim", "system", "cim", "bonded-3d", "xpu")
+#: The benchmark problems among the shipped spaces: DRAM-PIM, GPU+PIM system, CIM for
+#: BitNet, hybrid-bonded MoE, a GPU for tokens/$, and an 18-dimensional GPU.
+BENCH_SPACES = ("dram-pim", "system", "cim", "bonded-3d", "xpu", "xpu-wide")
 
 
 def codesign_benchmark(spaces=BENCH_SPACES, *, methods=METHODS, starts: int = 16,
