@@ -75,6 +75,12 @@ def _positive(name, value, lo=0.0, strict=True):
         raise ModelInputError(f"{name} = {value!r} is invalid; it must be finite and {rng}.")
 
 
+def _as_float(x):
+    """A count as a float: Python and NumPy integers become Python floats (exact to
+    2^53); arrays and tracers (a `ModelShape`'s float fields) pass through."""
+    return float(x) if isinstance(x, (int, np.integer)) else x
+
+
 def _bits(name, value, lo=1.0, hi=32.0):
     try:
         v = float(value)
@@ -178,6 +184,17 @@ class LLM:
         return self.experts > 1
 
     @property
+    def has_ffn(self) -> bool:
+        """Whether layers have an FFN (Mamba's do not). Structure: the row builders test
+        this, never the (possibly traced, `ModelShape`) width itself."""
+        return self.ffn > 0
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether any layer's token mixer is attention."""
+        return self.attn_layers > 0
+
+    @property
     def ffn_matrices(self) -> int:
         return 3 if self.gated_ffn else 2
 
@@ -258,7 +275,7 @@ class LLM:
                    + (self.hidden + self.router_bias) * self.experts)  # router
             ffn = self.moe_layers * moe + self.dense_layers * self._ffn_params(self.dense_ffn)
         else:
-            ffn = self.layers * self._ffn_params(self.ffn) if self.ffn else 0
+            ffn = self.layers * self._ffn_params(self.ffn) if self.has_ffn else 0
         return (mixers + self.layers * per_layer + ffn + self._embed_params()
                 + self._head_params() + self._norm_params())
 
@@ -280,10 +297,10 @@ class LLM:
         """Bytes of all weights: embeddings and LM head at EMBED_BITS, experts at their
         native `expert_bits` when the model has one, the rest at wbits."""
         # float counts: a Python int above 2^31 times a traced bit-width overflows
-        outer = float(self._embed_params() + self._head_params())
-        body = float(self.parameter_count()) - outer
-        experts = float(self.moe_layers * self.experts * self._expert_params()
-                        if self.expert_bits else 0)
+        outer = _as_float(self._embed_params() + self._head_params())
+        body = _as_float(self.parameter_count()) - outer
+        experts = _as_float(self.moe_layers * self.experts * self._expert_params()
+                            if self.expert_bits else 0)
         return ((body - experts) * wbits + experts * self.expert_bits
                 + outer * EMBED_BITS) / 8
 
@@ -321,8 +338,9 @@ class LLM:
                              compute_bits=abits, **kw))
 
         def share(first, fraction):
-            """Rows from index ``first`` on occur in ``fraction`` of the layers."""
-            if fraction != 1.0:
+            """Rows from index ``first`` on occur in ``fraction`` of the layers (a
+            fraction that is exactly 1 leaves them alone; a traced one always scales)."""
+            if not (isinstance(fraction, (int, float)) and fraction == 1.0):
                 for row in rows[first:]:
                     row["count"] = row.get("count", 1.0) * fraction
 
@@ -331,11 +349,11 @@ class LLM:
                      sbits=kvbits, norm_flops=NORM_FLOPS, decode=not causal_half)
             share(0, self.ssm.layers / self.layers)
         n_attn = len(rows)
-        if self.attn_layers and self.is_mla:
+        if self.has_attention and self.is_mla:
             self._mla_rows(gemm, elementwise, rows, B=B, q=q, L=L, T=T, ab=ab, wb=wb,
                            kb=kb, at_bits=at_bits, kvbits=kvbits, abits=abits,
                            attention=attention, causal_half=causal_half)
-        elif self.attn_layers:
+        elif self.has_attention:
             qkv_n = (h + 2 * g) * hd
             gemm("qkv_proj", "qkv_proj", T, qkv_n, d, weight_bytes=qkv_n * d * wb,
                  act_in_bytes=T * d * ab, act_out_bytes=T * h * hd * ab,
@@ -368,16 +386,17 @@ class LLM:
                                  kv_read_bytes=2 * kv_bytes * frac * blocks))
             gemm("out_proj", "out_proj", T, d, h * hd, weight_bytes=h * hd * d * wb,
                  act_in_bytes=T * h * hd * ab, act_out_bytes=T * d * ab)
-        share(n_attn, self.attn_layers / self.layers)
+        if self.ssm is not None:
+            share(n_attn, self.attn_layers / self.layers)
         if tp > 1:
             rows.append(dict(name="allreduce_attn", kind="allreduce", m=T * d,
                              comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
         f = self.ffn / tp
         up_n = f * (2 if self.gated_ffn else 1)
         n_ffn = len(rows)
-        if self.ffn and self.is_moe:
+        if self.has_ffn and self.is_moe:
             E, k = self.experts, self.experts_per_token
-            touched = E * (1 - (1 - k / E) ** T)
+            touched = E * (1 - jnp.maximum(1 - k / E, 0.0) ** T)
             per_expert = T * k / touched
             ebits = self.expert_bits or wbits
             eb = ebits / 8
@@ -399,7 +418,7 @@ class LLM:
                 n_dense = len(rows)
                 self._ffn_rows(gemm, elementwise, "dense_", T, self.dense_ffn / tp, ab, wb)
                 share(n_dense, self.dense_layers / self.layers)
-        elif self.ffn:  # (a Mamba layer has no FFN)
+        elif self.has_ffn:  # (a Mamba layer has no FFN)
             self._ffn_rows(gemm, elementwise, "", T, f, ab, wb)
         if tp > 1:
             rows.append(dict(name="allreduce_ffn", kind="allreduce", m=T * d,
@@ -488,7 +507,8 @@ class LLM:
             raise ModelInputError(
                 f"tensor_parallel = {tp!r} is invalid for {self.name}: {what} is modelled "
                 "on one device only (tensor_parallel = 1).")
-        if not isinstance(tp, int) or tp < 1 or self.kv_heads % tp or self.ffn % tp:
+        if not isinstance(tp, int) or tp < 1 or (tp > 1 and (self.kv_heads % tp
+                                                             or self.ffn % tp)):
             raise ModelInputError(
                 f"tensor_parallel = {tp!r} is invalid; it must be a positive integer dividing "
                 f"num_key_value_heads ({self.kv_heads}) and intermediate_size ({self.ffn}).")
