@@ -21,36 +21,10 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import perfmodel as pm  # noqa: E402
-from perfmodel._audit import gradient_audit  # noqa: E402
+from perfmodel._audit import CASES, gradient_audit  # noqa: E402
 
 #: Relative jump (at an interval of ~1e-12 of the range) that counts as a step.
 STEP_TOL = 1e-6
-
-DEFAULT = "default"  # the target's default mapping, audited too
-#: family -> (hardware preset, workload preset, phase, knobs, mapping or None)
-CASES = {
-    "xpu": ("a100-80gb", "llama-2-7b", "decode",
-            dict(batch=1, context=1024, wbits=16, abits=16, kvbits=16), None),
-    "dram-pim (hbm-pim)": ("hbm-pim", "gpt2-xl", "decode",
-                           dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), DEFAULT),
-    "dram-pim (pim-gpt)": ("pim-gpt", "gpt2-xl", "decode",
-                           dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), DEFAULT),
-    "lut (tmac)": ("tmac-m2-ultra", "llama-2-7b", "decode",
-                   dict(batch=1, context=1024, wbits=4, abits=16, kvbits=16), DEFAULT),
-    "lut (sail)": ("sail", "llama-2-7b", "decode",
-                   dict(batch=1, context=1024, wbits=4, abits=16, kvbits=16), DEFAULT),
-    "cim": ("edgecim", "llama-2-7b", "decode",
-            dict(batch=1, context=1024, wbits=4, abits=4, kvbits=4), None),
-    "bonded-3d": ("elmoe-3d", "llama-2-7b", "decode",
-                  dict(batch=1, context=1024, wbits=16, abits=16, kvbits=16), None),
-    "optical": ("opima", "resnet-50", "inference", dict(batch=1, wbits=8, abits=8),
-                DEFAULT),
-    "system": ("neupims", "llama-2-7b", "decode",
-               dict(batch=8, context=2048, wbits=16, abits=16, kvbits=16), None),
-    "eager-framework": ("t4-pytorch-eager", "gpt2", "decode",
-                        dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), None),
-}
-
 
 def summarize(family, rows, seconds):
     bad = [r for r in rows if r["verdict"] != "ok"]

@@ -131,7 +131,8 @@ def write_spec(result, path, *, preset: str, name: str | None = None) -> pathlib
     others = {p: v for p, v in result.values.items() if not p.startswith("hardware.")}
     name = name or f"{preset}-{result.space.name or 'opt'}-seed{result.seed}"
     lines = [
-        f"# Optimized with perfmodel.opt on {datetime.datetime.now().isoformat(timespec='seconds')}",
+        "# Optimized with perfmodel.opt on "
+        + datetime.datetime.now().isoformat(timespec="seconds"),
         f"# space: {result.space.name or '(python)'}: " + "; ".join(result.space.describe()),
         f"# objective: {result.objective.describe()}",
         "# constraints: " + ("; ".join(c["name"] for c in result.constraint_report) or "none"),

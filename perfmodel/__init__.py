@@ -32,9 +32,9 @@ from perfmodel._sensitivity import sensitivity  # noqa: E402
 
 __all__ = [
     "evaluate", "sweep", "Ops", "Report", "Cost", "report_from_cost", "AbstractTarget",
-    "AbstractUnit", "ModelInputError", "PlausibilityWarning", "make_ops",
-    "concat_ops", "check_ops", "roofline_report", "OP_KINDS", "smooth_max",
-    "smooth_maximum", "smooth_min", "smooth_relu", "smooth_ceil", "smooth_step",
-    "soft_choice", "smooth_threshold", "bounded", "RIDGE_SHARPNESS", "CEIL_RAMP", "units", "citation", "hardware",
-    "workloads", "fit", "opt", "sensitivity", "__version__",
+    "AbstractUnit", "ModelInputError", "PlausibilityWarning", "make_ops", "concat_ops",
+    "check_ops", "roofline_report", "OP_KINDS", "smooth_max", "smooth_maximum",
+    "smooth_min", "smooth_relu", "smooth_ceil", "smooth_step", "soft_choice",
+    "smooth_threshold", "bounded", "RIDGE_SHARPNESS", "CEIL_RAMP", "units", "citation",
+    "hardware", "workloads", "fit", "opt", "sensitivity", "__version__",
 ]

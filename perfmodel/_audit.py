@@ -13,7 +13,8 @@ The derivative *agrees* when it lies between the two one-sided slopes, widened b
 factor ``FACTOR`` in magnitude and by ``ATOL`` (at a bound only the slope into the
 domain counts), or near the secant over a few quantization periods (``trend``: the
 slope over +-``TREND_STEPS`` steps or +-``TREND_REL`` of the value, for sawtooth
-quantities that are flat from one integer to the next and fall over a few). A disagreement is classed ``sign`` (opposite to every slope above
+quantities that are flat from one integer to the next and fall over a few). A
+disagreement is classed ``sign`` (opposite to every slope above
 ``ATOL``), ``zero`` (flat where the trend is not) or ``magnitude``. `step_scan` looks
 for discontinuities along one input; `MONOTONE` names the inputs whose physics makes the
 latency non-increasing (more bandwidth, clock, peak or efficiency is never slower).
@@ -45,6 +46,30 @@ ATOL = 1e-4
 #: (waves, tiles) may legitimately make one more unit no faster.
 MONOTONE = re.compile(r"(bandwidth|clock|_rate|^rate|peak_flops|_flops|efficiency|"
                       r"throughput)(\.|$)")
+#: One preset point per family that the audit checks (tests/test_gradients.py and
+#: benchmarks/gradient_audit.py): family -> (hardware, workload, phase, knobs, whether to
+#: audit the target's default mapping too).
+CASES = {
+    "xpu": ("a100-80gb", "llama-2-7b", "decode",
+            dict(batch=1, context=1024, wbits=16, abits=16, kvbits=16), False),
+    "dram-pim": ("hbm-pim", "gpt2-xl", "decode",
+                 dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), True),
+    "dram-pim (pim-gpt)": ("pim-gpt", "gpt2-xl", "decode",
+                           dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), True),
+    "lut": ("tmac-m2-ultra", "llama-2-7b", "decode",
+            dict(batch=1, context=1024, wbits=4, abits=16, kvbits=16), True),
+    "lut (sail)": ("sail", "llama-2-7b", "decode",
+                   dict(batch=1, context=1024, wbits=4, abits=16, kvbits=16), True),
+    "cim": ("edgecim", "llama-2-7b", "decode",
+            dict(batch=1, context=1024, wbits=4, abits=4, kvbits=4), False),
+    "bonded-3d": ("elmoe-3d", "llama-2-7b", "decode",
+                  dict(batch=1, context=1024, wbits=16, abits=16, kvbits=16), False),
+    "optical": ("opima", "resnet-50", "inference", dict(batch=1, wbits=8, abits=8), True),
+    "system": ("neupims", "llama-2-7b", "decode",
+               dict(batch=8, context=2048, wbits=16, abits=16, kvbits=16), False),
+    "eager-framework": ("t4-pytorch-eager", "gpt2", "decode",
+                        dict(batch=1, context=512, wbits=16, abits=16, kvbits=16), False),
+}
 #: Knob bounds (inclusive): a step that would leave them is not taken.
 KNOB_BOUNDS = {"batch": (1.0, math.inf), "prompt": (1.0, math.inf),
                "generate": (1.0, math.inf), "context": (0.0, math.inf),
@@ -141,7 +166,8 @@ def gradient_audit(hardware, workload, phase: str = "decode", *, mapping=None,
     **Returns** one dict per scalar input: ``name`` (``hardware.dram.bandwidth``,
     ``workload.wbits``, ``mapping.k_split_log2``), ``value``, ``step``, ``autodiff``
     (g), ``forward`` (f or None at an upper bound), ``backward`` (b or None at a lower
-    bound), ``trend`` (the secant slope per step, or None), ``verdict`` (``ok``, ``sign``, ``zero``, ``magnitude``) and ``monotone``
+    bound), ``trend`` (the secant slope per step, or None), ``verdict`` (``ok``,
+    ``sign``, ``zero``, ``magnitude``) and ``monotone``
     (whether the physics says the latency cannot rise with it)."""
     names = [k for k, v in knobs.items() if isinstance(v, (int, float))]
     fn, params, m_params = _metric_fn(hardware, workload, phase, names, mapping, metric,

@@ -20,6 +20,19 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def run_cli(capsys, *args):
+    """``(exit code, stdout, stderr)`` of ``perfmodel ARGS`` run in-process."""
+    from perfmodel._cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
 @pytest.fixture(scope="session")
 def a100():
     import perfmodel as pm

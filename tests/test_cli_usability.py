@@ -7,23 +7,16 @@ import pathlib
 import re
 
 import pytest
+from conftest import run_cli
 
 import perfmodel as pm
-from perfmodel._cli import PHASE_FLAGS, SHAPE_DEFAULTS, main
+from perfmodel._cli import PHASE_FLAGS, SHAPE_DEFAULTS
 from perfmodel._report import row_phases
 
 LLM = ["--hardware", "a100-80gb", "--workload", "llama-2-7b"]
 CNN = ["--hardware", "neoverse-n1", "--workload", "resnet-50"]
 
 
-def run_cli(capsys, *args):
-    capsys.readouterr()
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _error_line(capsys, *args) -> str:

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import perfmodel as pm
 from perfmodel._sensitivity import _describe, _unit
@@ -166,34 +167,24 @@ def test_unknown_metric_is_one_sentence():
 
 
 # --------------------------------------------------------------------------- CLI
-def _cli(capsys, *args):
-    from perfmodel._cli import main
-
-    capsys.readouterr()
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_cli_json(capsys):
-    rc, out, err = _cli(capsys, "sensitivity", "--hardware", "a100-80gb", "--workload",
+    rc, out, err = run_cli(capsys, "sensitivity", "--hardware", "a100-80gb", "--workload",
                         "llama-2-7b", "--context", "1024", "--top", "5", "--json")
     assert rc == 0, err
     rows = json.loads(out)
     assert len(rows) == 5 and all(set(r) == {"name", "value", "unit", "elasticity"}
                                   for r in rows)
     assert {rows[0]["name"], rows[1]["name"]} == {"dram.bandwidth", "dram.efficiency"}
-    rc, out, err = _cli(capsys, "sensitivity", "--hardware", "a100-80gb", "--workload",
+    rc, out, err = run_cli(capsys, "sensitivity", "--hardware", "a100-80gb", "--workload",
                         "llama-2-7b", "--context", "1024", "--top", "3")
     assert rc == 0, err
     assert "dram.bandwidth" in out and "GB/s" in out and "elasticity" in out
 
 
 def test_cli_bad_metric_exits_2(capsys):
-    rc, out, err = _cli(capsys, "sensitivity", "--hardware", "a100-80gb", "--workload",
+    rc, out, err = run_cli(capsys, "sensitivity", "--hardware", "a100-80gb", "--workload",
                         "llama-2-7b", "--metric", "speed")
     assert rc == 2 and out == ""
     assert len(err.splitlines()) == 1 and "'speed'" in err and "Traceback" not in err
