@@ -288,7 +288,7 @@ def _validate(space, objective, u):
     builder = getattr(objective.workload, objective.phase)
     try:
         for point in objective.mix:
-            ops = builder(**{**point, **{k: float(v) for k, v in knobs.items()}})
+            ops = builder(**{**point, **_concrete(knobs)})
             hw.check(ops)
     except ModelInputError as e:
         return str(e)
@@ -324,11 +324,17 @@ def _result(space, objective, constraints, best, f, *, hist, points, evaluations
             per_start[p["start"]] = min(per_start[p["start"]], p["loss"])
     return Result(space=space, objective=objective, constraints=constraints, values=values,
                   hardware=hw, mapping=mapping,
-                  knobs={k: float(v) for k, v in knobs.items()}, score=score,
+                  knobs=_concrete(knobs), score=score,
                   loss=float(loss), constraint_report=report, feasible=feasible,
                   history=hist, start_losses=per_start, evaluations=float(evaluations),
                   grad_cost=grad_cost, wall_s=wall, seed=seed, steps=steps, starts=starts,
                   points=points)
+
+
+def _concrete(knobs: dict) -> dict:
+    """Workload knobs as Python floats (a group's weight bits as a dict of floats)."""
+    return {k: ({g: float(b) for g, b in v.items()} if isinstance(v, dict) else float(v))
+            for k, v in knobs.items()}
 
 
 def _grad_cost(f, u, batch: int = 1024, repeats: int = 3) -> float:

@@ -9,7 +9,8 @@ A `Space` names moving inputs by path:
 - ``mapping.<field>``: a float leaf of the target's mapping (``k_split_log2``,
   ``group_size``, ``wavelengths``);
 - ``workload.<knob>``: an argument of the workload's phase builder (``wbits``,
-  ``abits``, ``kvbits``, ``batch``, ``context``...).
+  ``abits``, ``kvbits``, ``batch``, ``context``...), or one weight group's bits
+  (``wbits.attention``, ``wbits.ffn``: mixed precision, `LLM.group_bits`).
 
 Each has a `Dim` that maps an unconstrained-or-box coordinate ``u`` to the value:
 
@@ -48,7 +49,8 @@ from perfmodel._spec import closest_names
 
 GROUPS = ("hardware", "mapping", "workload")
 #: Workload knobs a dim may move (arguments of the phase builders).
-KNOBS = ("batch", "prompt", "context", "generate", "wbits", "abits", "kvbits")
+KNOBS = ("batch", "prompt", "context", "generate", "wbits", "abits", "kvbits",
+         "wbits.attention", "wbits.ffn")
 
 
 class Dim(eqx.Module):
@@ -386,6 +388,9 @@ class Space:
                 mapping = eqx.tree_at(lambda m, f=field: getattr(m, f), mapping,
                                       jnp.asarray(v, jnp.result_type(getattr(mapping, field))))
         knobs = {p.split(".", 1)[1]: v for p, v in vals.items() if p.startswith("workload.")}
+        groups = {k.split(".", 1)[1]: knobs.pop(k) for k in list(knobs) if "." in k}
+        if groups:  # mixed precision: the weight bits per group (`LLM.group_bits`)
+            knobs["wbits"] = groups
         return hw, mapping, knobs
 
     def describe(self) -> list[str]:

@@ -4,7 +4,8 @@
     perfmodel predict --hardware NAME|FILE --workload NAME|FILE [--phase ...] [--json]
     perfmodel reproduce [--system NAME] [--json]
     perfmodel sensitivity --hardware ... --workload ... [--metric M] [--top N] [--json]
-    perfmodel calibrate [--json] [--write-presets]
+    perfmodel calibrate [--hardware NAME|FILE] [--data FILE] [--free a,b,...] [--folds K]
+                        [--out fitted.toml] [--json] [--write-presets]
     perfmodel optimize --space NAME|FILE [--objective M] [--starts K] [--steps N]
                        [--budget N] [--seed S] [--out DIR] [--resume] [--json]
     perfmodel bench [--json] [--designs N] [--all-targets | --target PRESET]
@@ -44,6 +45,17 @@ def _finite(name):
             raise argparse.ArgumentTypeError(f"--{name} must be finite, got {text!r}")
         return v
     return parse
+
+
+def _weight_bits(text):
+    """``--wbits``: a number, or bits per weight group (``attention=8,ffn=3``)."""
+    if "=" not in text:
+        return _finite("wbits")(text)
+    out = {}
+    for part in text.split(","):
+        group, _, value = part.partition("=")
+        out[group.strip()] = _finite(f"wbits {group.strip()}")(value)
+    return out
 
 
 def _load_hardware(ref: str):
@@ -102,6 +114,9 @@ def _phase_ops(wl, a):
             raise ModelInputError(f"--phase {a.phase} is not valid for the CNN {wl.name}; "
                                   "valid: inference.")
         n = _shape_flags(a, "inference", f"the CNN {wl.name} (phase inference)")
+        if isinstance(a.wbits, dict):
+            raise ModelInputError(f"--wbits per group is for LLMs; the CNN {wl.name} takes "
+                                  "one number.")
         return wl.inference(n["batch"], wbits=a.wbits or 16.0, abits=a.abits)
     phase = a.phase or "decode"
     if phase not in ("decode", "prefill", "request"):
@@ -210,7 +225,8 @@ def _quality(wl, wbits, a) -> dict:
     its footing (``quality``) for the evaluated bit-widths (docs/quality.md)."""
     from perfmodel.workloads import quality_report
 
-    method = a.quant_method or ("bitnet-b1.58" if wbits < 2 else "gptq")
+    smallest = min(wbits.values()) if isinstance(wbits, dict) else wbits
+    method = a.quant_method or ("bitnet-b1.58" if smallest < 2 else "gptq")
     if a.group_size != "channel" and not str(a.group_size).isdigit():
         raise ModelInputError(f"--group-size = {a.group_size!r} is invalid; it must be a "
                               "positive integer or 'channel'.")
@@ -243,7 +259,11 @@ def _print_echo(echo: dict) -> None:
     print(f"  parameters     {size}{kv}{state}")
     shape = ", ".join(f"{k} {c[k]:g}" for k in ("batch", "prompt", "context", "generate")
                       if k in c)
-    bits = "/".join(f"{c[k]:g}" for k in ("wbits", "abits", "kvbits") if k in c)
+    def show(v):
+        return ",".join(f"{g}={b:g}" for g, b in v.items()) if isinstance(v, dict) \
+            else f"{v:g}"
+
+    bits = "/".join(show(c[k]) for k in ("wbits", "abits", "kvbits") if k in c)
     names = "W/A/KV" if "kvbits" in c else "W/A"
     print(f"  conditions     {c['phase']}: {shape}; {names} bits {bits}; "
           f"{c['devices']} device")
@@ -341,6 +361,19 @@ def _progress_line(done, total, label):
 def cmd_calibrate(a):
     from perfmodel.fit import calibrate, write_presets
 
+    if any(v is not None for v in (a.hardware, a.data, a.free, a.folds, a.out)):
+        from perfmodel.fit._command import report, run_calibrate
+
+        if a.write_presets:
+            raise ModelInputError("--write-presets belongs to the A100 kernel fit "
+                                  "(perfmodel calibrate without other options).")
+        result = run_calibrate(hardware=a.hardware, data=a.data, free=a.free,
+                               folds=a.folds, out=a.out)
+        if a.json:
+            print(json.dumps({**result.to_dict(), "saved": a.out}, indent=2))
+        else:
+            print(report(result))
+        return
     summary = calibrate()
     if a.write_presets:
         summary["written"] = write_presets(summary)
@@ -492,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens already in the KV cache, decode phase (default 1024)")
     s.add_argument("--generate", type=_finite("generate"), default=None,
                    help="tokens generated per sequence, request phase (default 128)")
-    s.add_argument("--wbits", type=_finite("wbits"), default=None)
+    s.add_argument("--wbits", type=_weight_bits, default=None,
+                   help="weight bits: one number, or per group, e.g. attention=8,ffn=3")
     s.add_argument("--abits", type=_finite("abits"), default=16.0)
     s.add_argument("--kvbits", type=_finite("kvbits"), default=16.0)
     s.add_argument("--attention", choices=("fused", "standard"), default="fused")
@@ -520,7 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the N largest elasticities only")
     s.set_defaults(func=cmd_sensitivity)
 
-    s = sub.add_parser("calibrate", help="fit the GPU efficiency model to measured kernels")
+    s = sub.add_parser("calibrate", help="fit named parameters of a target to measurements "
+                       "(no options: the GPU efficiency model to measured A100 kernels)")
+    s.add_argument("--hardware", help="the target to calibrate: a preset name or spec file "
+                   "(default: the data's only hardware)")
+    s.add_argument("--data", help="a measurement CSV (docs/calibration.md; shipped files in "
+                   "fit/data/measurements/ by name) or claims:ID,ID,... (default: the "
+                   "shipped rows on --hardware)")
+    s.add_argument("--free", help="comma-separated parameter names to fit (as perfmodel "
+                   "sensitivity names them; default: the family's efficiencies and overhead)")
+    s.add_argument("--folds", type=int, help="k-fold cross-validation (default 5; 0: none)")
+    s.add_argument("--out", help="write the fitted target as a spec file that extends the "
+                   "preset (perfmodel predict --hardware FILE)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--write-presets", action="store_true",
                    help="write the fitted values into the GPU preset files")

@@ -335,3 +335,17 @@ def test_constraint_on_its_own_phase_bounds_ttft(a100, gpt2):
     assert c["satisfied"] and c["value"] == pytest.approx(ttft(r.values[
         "hardware.peak_flops.fp16"]), rel=1e-5)
     assert set(r.score) == {"energy_per_token"}
+
+
+def test_mixed_precision_dims(a100, gpt2):
+    """workload.wbits.attention / .ffn move each weight group's bits (mixed precision),
+    and a quality budget reads their parameter-weighted noise."""
+    space = opt.Space(a100, {"workload.wbits.attention": opt.Integer(4, 16),
+                             "workload.wbits.ffn": opt.Integer(2, 16)})
+    hw, mapping, knobs = space.design(jnp.asarray([0.0, 1.0]), hard=True)
+    assert {k: float(v) for k, v in knobs["wbits"].items()} == {"attention": 4.0,
+                                                                 "ffn": 16.0}
+    objective = opt.Objective(gpt2, "tokens_per_s", mix=({"batch": 1.0, "context": 512.0},))
+    f = opt._objective.problem_fn(space, objective, [opt.Constraint("quality_loss", max=0.3)])
+    loss, g = jax.jit(jax.value_and_grad(lambda u: f(u)[0]))(jnp.asarray([0.5, 0.5]))
+    assert np.isfinite(float(loss)) and np.all(np.asarray(g) > 0)   # more bits: slower

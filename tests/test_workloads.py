@@ -632,3 +632,40 @@ def test_bad_cnn_knobs(kw, field):
     # same contract as the LLM phases: a bad knob is one ModelInputError naming it
     with pytest.raises(pm.ModelInputError, match=field):
         wl("resnet-18").inference(**kw)
+
+
+def test_mixed_precision_per_weight_group(a100):
+    """wbits per group: the mixer's matrices at 8 bits and the FFN's (experts and router
+    included) at 3; the same bits in every group equal one number; bad groups refused."""
+    w = wl("llama-2-7b")
+    one = w.decode(4.0, 1024.0, wbits=4.0)
+    same = w.decode(4.0, 1024.0, wbits={"attention": 4.0, "ffn": 4.0})
+    for f in ("weight_bytes", "weight_bits", "compute_bits", "flops"):
+        np.testing.assert_allclose(np.asarray(getattr(one, f)), np.asarray(getattr(same, f)))
+    assert float(one.weight_footprint) == pytest.approx(float(same.weight_footprint))
+    mixed = w.decode(4.0, 1024.0, wbits={"attention": 8.0, "ffn": 3.0})
+    bits = dict(zip(mixed.names, np.asarray(mixed.weight_bits).tolist()))
+    assert (bits["qkv_proj"], bits["out_proj"], bits["ffn_up"], bits["ffn_down"]) == (
+        8.0, 8.0, 3.0, 3.0)
+    assert bits["lm_head"] == EMBED_BITS
+    # footprint: attention (4 d^2 per layer) at 8 bits, the SwiGLU FFN at 3, norms at 8
+    d, f, L = 4096, 11008, 32
+    expect = (L * (4 * d * d + 2 * d) * 8 + L * 3 * d * f * 3 + d * 8
+              + 2 * 32000 * d * EMBED_BITS) / 8
+    assert float(mixed.weight_footprint) == pytest.approx(expect, rel=1e-9)
+    moe = wl("mixtral-8x7b").decode(1.0, 100.0, wbits={"ffn": 3.0})
+    mb = dict(zip(moe.names, np.asarray(moe.weight_bits).tolist()))
+    assert mb["moe_up"] == mb["moe_router"] == 3.0 and mb["qkv_proj"] == 16.0
+    g = jax.grad(lambda b: pm.evaluate(a100, w.decode(1.0, 1024.0, wbits={
+        "attention": 8.0, "ffn": b})).latency)(4.0)
+    assert float(g) > 0
+    # quality: the noise-power mean of the groups, between the two widths' losses
+    q = float(pm.workloads.quality_loss(w, wbits={"attention": 8.0, "ffn": 3.0}))
+    assert float(pm.workloads.quality_loss(w, wbits=8.0)) < q < float(
+        pm.workloads.quality_loss(w, wbits=3.0))
+    with pytest.raises(pm.ModelInputError, match="valid groups: attention, ffn"):
+        w.decode(1.0, 10.0, wbits={"attn": 4.0})
+    with pytest.raises(pm.ModelInputError, match="wbits\\['ffn'\\]"):
+        w.decode(1.0, 10.0, wbits={"ffn": 0.5})
+    with pytest.raises(pm.ModelInputError, match="one weight bit-width"):
+        w.speculative_decode(1.0, 10.0, wbits={"ffn": 4.0})

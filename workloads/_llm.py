@@ -61,6 +61,8 @@ FLASH_BLOCK_Q = 128.0
 QUADRATURE_NODES = 4
 
 ATTENTION_IMPLS = ("standard", "fused")
+#: Weight groups that may take their own bit-width (`LLM.group_bits`).
+WEIGHT_GROUPS = ("attention", "ffn")
 _ATTN_KINDS = ("attn_score", "attn_softmax", "attn_value", "attn_fused")
 
 
@@ -269,15 +271,34 @@ class LLM:
         per_layer = self.norms_per_layer * self._norm_params()
         if self.sub_norms:
             per_layer += self.hidden + self.ffn
+        return (mixers + self.layers * per_layer + self._ffn_block_params(e)
+                + self._embed_params() + self._head_params() + self._norm_params())
+
+    def _ffn_block_params(self, experts=None):
+        """Parameters of every layer's FFN: dense FFNs, or experts (``experts`` of them
+        per MoE layer, all by default), shared experts, their gate and the router."""
+        e = self.experts if experts is None else experts
         if self.is_moe:
             moe = (e * self._expert_params() + self._ffn_params(self.shared_ffn)
                    * bool(self.shared_ffn) + self.hidden * self.shared_gate
                    + (self.hidden + self.router_bias) * self.experts)  # router
-            ffn = self.moe_layers * moe + self.dense_layers * self._ffn_params(self.dense_ffn)
-        else:
-            ffn = self.layers * self._ffn_params(self.ffn) if self.has_ffn else 0
-        return (mixers + self.layers * per_layer + ffn + self._embed_params()
-                + self._head_params() + self._norm_params())
+            return self.moe_layers * moe + self.dense_layers * self._ffn_params(self.dense_ffn)
+        return self.layers * self._ffn_params(self.ffn) if self.has_ffn else 0
+
+    def group_bits(self, wbits):
+        """(mixer bits, FFN bits) of a weight bit-width: one number for every weight
+        matrix, or per group ``{"attention": 8, "ffn": 3}`` (the token mixer's matrices
+        -- attention projections, or an SSM layer's -- and the FFN's, experts and router
+        included; a group left out keeps the model's default width). KV-cache bits are
+        ``kvbits``; embeddings and the LM head stay at `EMBED_BITS`."""
+        if not isinstance(wbits, dict):
+            return wbits, wbits
+        unknown = set(wbits) - set(WEIGHT_GROUPS)
+        if unknown:
+            raise ModelInputError(f"wbits has group {sorted(unknown)[0]!r}; valid groups: "
+                                  f"{', '.join(WEIGHT_GROUPS)}.")
+        return (wbits.get("attention", self.default_wbits),
+                wbits.get("ffn", self.default_wbits))
 
     def kv_bytes_per_token(self, kvbits: float = 16.0) -> float:
         """KV-cache bytes per token (all attention layers): K and V per KV head, or MLA's
@@ -295,13 +316,16 @@ class LLM:
 
     def weight_bytes(self, wbits):
         """Bytes of all weights: embeddings and LM head at EMBED_BITS, experts at their
-        native `expert_bits` when the model has one, the rest at wbits."""
+        native `expert_bits` when the model has one, the FFNs at the FFN group's bits and
+        the rest (mixers, norms) at the mixer group's (`group_bits`)."""
+        wa, wf = self.group_bits(wbits)
         # float counts: a Python int above 2^31 times a traced bit-width overflows
         outer = _as_float(self._embed_params() + self._head_params())
-        body = _as_float(self.parameter_count()) - outer
+        ffn = _as_float(self._ffn_block_params())
+        body = _as_float(self.parameter_count()) - outer - ffn
         experts = _as_float(self.moe_layers * self.experts * self._expert_params()
                             if self.expert_bits else 0)
-        return ((body - experts) * wbits + experts * self.expert_bits
+        return (body * wa + (ffn - experts) * wf + experts * self.expert_bits
                 + outer * EMBED_BITS) / 8
 
     def attended(self, L):
@@ -319,17 +343,20 @@ class LLM:
         d, hd = self.hidden, self.head_dim
         h, g = self.heads / tp, self.kv_heads / tp
         r = h / g
-        ab, wb, kb = abits / 8, wbits / 8, kvbits / 8
+        wa, wf = self.group_bits(wbits)   # the mixer's and the FFN's weight bits
+        ab, wb, kb = abits / 8, wa / 8, kvbits / 8
+        wfb = wf / 8
         T = B * q
-        mm_bits = jnp.maximum(wbits, abits)
         at_bits = jnp.maximum(abits, kvbits)
         rows = []
 
-        def gemm(name, kind, m, n, k, groups=1.0, **kw):
+        def gemm(name, kind, m, n, k, groups=1.0, w=wa, **kw):
+            """A GEMM row against a stationary operand of ``w`` bits (default: the
+            mixer's weights)."""
             rows.append(dict(name=name, kind=kind, m=m, n=n, k=k, groups=groups,
                              flops=kw.pop("flops", 2 * groups * m * n * k),
-                             compute_bits=kw.pop("bits", mm_bits),
-                             weight_bits=kw.pop("stationary_bits", wbits), act_bits=abits,
+                             compute_bits=kw.pop("bits", jnp.maximum(w, abits)),
+                             weight_bits=kw.pop("stationary_bits", w), act_bits=abits,
                              **kw))
 
         def elementwise(name, kind, elements, flops_per, bytes_in, bytes_out, **kw):
@@ -398,10 +425,10 @@ class LLM:
             E, k = self.experts, self.experts_per_token
             touched = E * (1 - jnp.maximum(1 - k / E, 0.0) ** T)
             per_expert = T * k / touched
-            ebits = self.expert_bits or wbits
+            ebits = self.expert_bits or wf
             eb = ebits / 8
             ex = dict(stationary_bits=ebits, bits=jnp.maximum(ebits, abits))
-            gemm("moe_router", "moe_router", T, E, d, weight_bytes=E * d * wb,
+            gemm("moe_router", "moe_router", T, E, d, w=wf, weight_bytes=E * d * wfb,
                  act_in_bytes=T * d * ab, act_out_bytes=T * E * ab)
             gemm("moe_up", "moe_up", per_expert, up_n, d, groups=touched,
                  weight_bytes=touched * up_n * d * eb, act_in_bytes=T * k * d * ab,
@@ -412,14 +439,14 @@ class LLM:
                  weight_bytes=touched * f * d * eb, act_in_bytes=T * k * f * ab,
                  act_out_bytes=T * k * d * ab, **ex)
             if self.shared_ffn:  # always-active shared experts: a dense FFN
-                self._ffn_rows(gemm, elementwise, "shared_", T, self.shared_ffn / tp, ab, wb)
+                self._ffn_rows(gemm, elementwise, "shared_", T, self.shared_ffn / tp, ab, wf)
             if self.dense_layers:  # the MoE rows above are for the other layers
                 share(n_ffn, self.moe_layers / self.layers)
                 n_dense = len(rows)
-                self._ffn_rows(gemm, elementwise, "dense_", T, self.dense_ffn / tp, ab, wb)
+                self._ffn_rows(gemm, elementwise, "dense_", T, self.dense_ffn / tp, ab, wf)
                 share(n_dense, self.dense_layers / self.layers)
         elif self.has_ffn:  # (a Mamba layer has no FFN)
-            self._ffn_rows(gemm, elementwise, "", T, f, ab, wb)
+            self._ffn_rows(gemm, elementwise, "", T, f, ab, wf)
         if tp > 1:
             rows.append(dict(name="allreduce_ffn", kind="allreduce", m=T * d,
                              comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
@@ -429,15 +456,15 @@ class LLM:
             row["count"] = row.get("count", 1.0) * self.layers
         return rows
 
-    def _ffn_rows(self, gemm, elementwise, prefix, T, f, ab, wb):
-        """A dense (gated) FFN of width f: up, activation, down."""
+    def _ffn_rows(self, gemm, elementwise, prefix, T, f, ab, wbits):
+        """A dense (gated) FFN of width f with ``wbits`` weights: up, activation, down."""
         up_n = f * (2 if self.gated_ffn else 1)
-        d = self.hidden
-        gemm(prefix + "ffn_up", "ffn_up", T, up_n, d, weight_bytes=up_n * d * wb,
+        d, wb = self.hidden, wbits / 8
+        gemm(prefix + "ffn_up", "ffn_up", T, up_n, d, w=wbits, weight_bytes=up_n * d * wb,
              act_in_bytes=T * d * ab, act_out_bytes=T * up_n * ab)
         elementwise(prefix + "ffn_act", "ffn_act", T * f, ACT_FLOPS, T * up_n * ab,
                     T * f * ab)
-        gemm(prefix + "ffn_down", "ffn_down", T, d, f, weight_bytes=f * d * wb,
+        gemm(prefix + "ffn_down", "ffn_down", T, d, f, w=wbits, weight_bytes=f * d * wb,
              act_in_bytes=T * f * ab, act_out_bytes=T * d * ab)
 
     def _mla_rows(self, gemm, elementwise, rows, *, B, q, L, T, ab, wb, kb, at_bits,
@@ -513,7 +540,11 @@ class LLM:
                 f"tensor_parallel = {tp!r} is invalid; it must be a positive integer dividing "
                 f"num_key_value_heads ({self.kv_heads}) and intermediate_size ({self.ffn}).")
         for k, v in knobs.items():
-            if k.endswith("bits"):
+            if k == "wbits" and isinstance(v, dict):
+                self.group_bits(v)  # the group names
+                for group, bits in v.items():
+                    _bits(f"wbits[{group!r}]", bits)
+            elif k.endswith("bits"):
                 _bits(k, v)
             elif k == "context":
                 _positive(k, v, strict=False)

@@ -743,6 +743,25 @@ def _prepare(workload, wbits, abits, kvbits, method, group_size, a_method, kv_me
     return _Inputs(size_b, family, fam_inferred, methods, group, base_ppl, law)
 
 
+def effective_wbits(workload, wbits):
+    """One weight bit-width for weights quantized per group (``{"attention": 8, "ffn":
+    3}``, `LLM.group_bits`): the width whose quantization-noise power 4^-b equals the
+    parameter-weighted mean of the groups' (noise adds over the weights; assumed, as
+    the published rows quantize every matrix alike). A number passes through."""
+    if not isinstance(wbits, dict):
+        return wbits
+    if not hasattr(workload, "group_bits"):
+        raise ModelInputError("wbits per group needs an LLM (its parameter split), not a "
+                              "parameter count.")
+    wa, wf = workload.group_bits(wbits)
+    ffn = float(workload._ffn_block_params())
+    mixer = float(workload.parameter_count(embeddings=False)) - ffn
+    share = ffn / (ffn + mixer)
+    noise = (1.0 - share) * 4.0 ** (-jnp.asarray(wa, float)) + share * 4.0 ** (
+        -jnp.asarray(wf, float))
+    return -jnp.log(noise) / jnp.log(4.0)
+
+
 def quality_loss(workload, *, wbits, abits=16.0, kvbits=16.0, method: str = "gptq",
                  group_size=128, a_method: str | None = None, kv_method: str | None = None,
                  family: str | None = None, base_ppl=None):
@@ -771,6 +790,7 @@ def quality_loss(workload, *, wbits, abits=16.0, kvbits=16.0, method: str = "gpt
     Bits below the data's range for a method, sizes outside it and inferred families are
     extrapolations: `quality_report` states them. Bits below 1, an unknown method or
     family raise `ModelInputError`."""
+    wbits = effective_wbits(workload, wbits)
     p = _prepare(workload, wbits, abits, kvbits, method, group_size, a_method, kv_method,
                  family, base_ppl)
     consts = quality_constants()["constants"]
@@ -818,6 +838,7 @@ def quality_report(workload, *, wbits, abits=16.0, kvbits=16.0, method: str = "g
     method's data. ``assumptions`` lists a tensor class served by another method's term
     (fallback or tie), an inferred or unknown family and a 16-bit perplexity from the
     size law. Same arguments as `quality_loss`."""
+    wbits = effective_wbits(workload, wbits)
     kw = dict(wbits=wbits, abits=abits, kvbits=kvbits, method=method, group_size=group_size,
               a_method=a_method, kv_method=kv_method, family=family, base_ppl=base_ppl)
     p = _prepare(workload, **kw)

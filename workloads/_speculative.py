@@ -155,6 +155,10 @@ def speculative_decode(llm, batch=1.0, context=1024.0, *, draft_length=4, accept
                        draft_wbits=4.0, wbits=None, abits=16.0, kvbits=16.0, **kw) -> Ops:
     """One self-speculative step of ``llm`` (see `LLM.speculative_decode`)."""
     wbits = llm.default_wbits if wbits is None else wbits
+    if isinstance(wbits, dict):
+        raise ModelInputError("speculative decoding takes one weight bit-width (the draft "
+                              "reads its top draft_wbits bit-planes); wbits per group is "
+                              "not supported here.")
     check_speculation(draft_length, acceptance, draft_wbits, wbits)
     ops = llm.decode(batch, context, wbits=wbits, abits=abits, kvbits=kvbits, **kw)
     return speculative_ops(ops, draft_length=draft_length, acceptance=acceptance,
