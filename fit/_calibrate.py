@@ -1,4 +1,6 @@
-"""`calibrate`: run the A100 kernel fit and report it (the `perfmodel calibrate` command)."""
+"""`calibrate`: the general calibrator (`perfmodel.fit._calibration`), and with no
+arguments today's A100 kernel fit (`calibrate_a100`, the `perfmodel calibrate` command
+without options)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,30 @@ PRESET_FIELDS = {
 }
 
 
-def calibrate() -> dict:
+def calibrate(target=None, data=None, free=None, **options):
+    """Fit named free parameters of any target to measurements; a `Calibration`.
+
+    ``calibrate(target, data, free=[names], *, bounds=..., priors=..., solver=...,
+    folds=..., noise=...)``: see `perfmodel.fit._calibration.calibrate_target` and
+    docs/calibration.md. Called with no arguments it is `calibrate_a100()`: the xPU
+    efficiency model (device and PyTorch-harness parameters) fitted to the 44 measured
+    A100 kernels, as a JSON-ready summary dict (the `perfmodel calibrate` command)."""
+    if target is None and data is None and free is None and not options:
+        return calibrate_a100()
+    from perfmodel.fit._calibration import calibrate_target
+
+    missing = [k for k, v in (("target", target), ("data", data), ("free", free))
+               if v is None]
+    if missing:
+        from perfmodel._errors import ModelInputError
+
+        raise ModelInputError(f"calibrate needs target, data and free together; missing: "
+                              f"{', '.join(missing)} (with no arguments at all it runs the "
+                              "A100 kernel fit).")
+    return calibrate_target(target, data, free, **options)
+
+
+def calibrate_a100() -> dict:
     """Fit the xPU efficiency model to the A100 kernels; a JSON-ready summary."""
     result, sets = fit_a100()
     sets = np.asarray(sets)
@@ -52,7 +77,7 @@ def write_presets(summary: dict | None = None, preset_dir=None) -> list[str]:
     from perfmodel.hardware._registry import PRESET_DIR, load
     from perfmodel.hardware._xpu import XPU
 
-    summary = summary or calibrate()
+    summary = summary or calibrate_a100()
     mape = summary["mape_percent"]["all"]
     written = []
     for path in sorted(pathlib.Path(preset_dir or PRESET_DIR).glob("*.toml")):
