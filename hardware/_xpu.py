@@ -15,7 +15,9 @@ Model, per op row and instance (all SI; see docs/models.md for the derivation):
     t_l2      = l2_bytes / (B_l2 * eta_l2),
                 l2_bytes = [act_in * ceil(n / tile_n) + (weights + kv_read) * ceil(m / tile_m)]
                            / l2_reuse + act_out + kv_write   (inputs re-read per output
-                           tile; a cluster of l2_reuse CTAs shares each read by multicast)
+                           tile; a cluster of l2_reuse CTAs shares each read by multicast);
+                l2_bytes = dram_bytes for fused attention rows (their K/V reads already
+                count one per query block: FlashAttention's tiling)
     t_offload = f_over * (weights + kv_read) / (B_off * eta_off),
                 f_over = relu(1 - C_dram / (W + KV))            (share that does not fit)
     t_link    = comm_bytes / (B_link * eta_link)
@@ -310,10 +312,17 @@ class XPU(AbstractUnit):
             pad_eff = m / (MMA_M * smooth_ceil(m / MMA_M, hard=hard))  # ops only
             t_parts.append(ops.flops[mm] * inv_eff
                            / (peak * pad_eff * self.split_k_efficiency(waves, k, hard=hard)))
-            l2_parts.append((ops.act_in_bytes[mm] * tiles_n
-                             + (ops.weight_bytes[mm] + ops.kv_read_bytes[mm]) * tiles_m)
-                            * (1.0 / self.l2_reuse)
-                            + ops.act_out_bytes[mm] + ops.kv_write_bytes[mm])
+            gemm_l2 = ((ops.act_in_bytes[mm] * tiles_n
+                        + (ops.weight_bytes[mm] + ops.kv_read_bytes[mm]) * tiles_m)
+                       * (1.0 / self.l2_reuse)
+                       + ops.act_out_bytes[mm] + ops.kv_write_bytes[mm])
+            fused = np.array([k == "attn_fused" for k in ops.kinds[:n_mm]])
+            if fused.any():
+                # fused (flash) attention: the row's K/V bytes already count one read per
+                # query block, through L2 (SRAM within the block); re-reading them per
+                # output row tile as a GEMM would charges the prompt length cubed
+                gemm_l2 = jnp.where(fused, dram_bytes[mm], gemm_l2)
+            l2_parts.append(gemm_l2)
         if n_mm < ops.rows:
             fp32 = self.peak_flops[self.datatypes.index("fp32")]
             t_parts.append(ops.flops[ew] * (inv_eff / fp32))

@@ -669,3 +669,20 @@ def test_mixed_precision_per_weight_group(a100):
         w.decode(1.0, 10.0, wbits={"ffn": 0.5})
     with pytest.raises(pm.ModelInputError, match="one weight bit-width"):
         w.speculative_decode(1.0, 10.0, wbits={"ffn": 4.0})
+
+
+def test_fused_prefill_attention_traffic_by_hand():
+    """FlashAttention traffic (docs/models.md): K and V streamed once per block of 128
+    queries of each head, the causal half; on an xPU its L2 traffic is that stream, not
+    the GEMM tiling's re-read per row tile (which charged the prompt length cubed)."""
+    w = wl("llama-3-8b")
+    ops = w.prefill(1.0, 5000.0)
+    r = row(ops, "attn_fused")
+    kv = 2 * 8 * 5000 * 128 * 2 * 0.5 * (4 * 5000 / 128)   # 1.6 GB per layer
+    assert r["kv_read_bytes"] == pytest.approx(kv, rel=1e-6)
+    h100 = pm.hardware.preset("h100-sxm")
+    t = {P: dict(zip(w.prefill(1.0, P).names,
+                     np.asarray(pm.evaluate(h100, w.prefill(1.0, P)).op_time).tolist())
+                 )["attn_fused"] for P in (5000.0, 20000.0)}
+    # quadratic in the prompt (L x q / B_q re-reads), not cubic: 16x for 4x the prompt
+    assert t[20000.0] / t[5000.0] == pytest.approx(16.0, rel=0.05)
