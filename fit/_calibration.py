@@ -333,6 +333,7 @@ class FittedParameter:
     identifiable: bool
     reason: str = ""
     std_u: float = float("nan")
+    at_bound: str = ""        # "lower" or "upper" when the fit stopped at a given bound
 
     @property
     def rel_std(self) -> float:
@@ -344,7 +345,7 @@ class FittedParameter:
         return {"name": self.name, "value": self.value / s, "std": self.std / s,
                 "unit": self.unit, "identifiable": self.identifiable,
                 "init": self.init / s, "rel_std": self.rel_std,
-                "reason": self.reason or None}
+                "reason": self.reason or None, "at_bound": self.at_bound or None}
 
 
 @dataclasses.dataclass
@@ -523,10 +524,12 @@ class Calibration:
             unit = "" if p.unit in ("", "fraction") else f" {p.unit}"
             if p.identifiable:
                 sd = (f"+- {d['std']:.3g}{unit} ({p.rel_std * 100:.1f}%)"
-                      if math.isfinite(p.std) else "+- ? (no residual degrees of freedom; "
-                                                   "give noise=)")
+                      if math.isfinite(p.std) else "+- ? (no residual degrees of freedom: "
+                                                   "give the measurements' relative error,"
+                                                   " noise= or --noise)")
                 lines.append(f"  {p.name:<24} {d['value']:>12.5g}{unit}  {sd}  "
-                             f"(preset {d['init']:.4g})")
+                             f"(preset {d['init']:.4g})"
+                             + (f"  AT ITS {p.at_bound.upper()} BOUND" if p.at_bound else ""))
             else:
                 lines.append(f"  {p.name:<24} {d['value']:>12.5g}{unit}  NOT IDENTIFIABLE, "
                              f"kept at the preset value: {p.reason}")
@@ -554,7 +557,7 @@ class Calibration:
         """JSON-ready: ``parameters`` (name, value, std, unit, identifiable, init,
         rel_std, reason), ``rows``, ``mape`` and ``cv_mape`` (fractions), and the rest."""
         ident = [p.name for p in self.parameters if p.identifiable]
-        return {
+        return _finite_or_none({
             "target": self.target_label, "data": self.data_description,
             "data_sha256": self.data_sha256,
             "parameters": [p.as_dict() for p in self.parameters],
@@ -568,7 +571,7 @@ class Calibration:
             "converged": self.converged, "message": self.message, "solver": self.solver,
             "steps": self.steps, "seconds": self.seconds, "noise": self.noise,
             "dof": self.dof, "unaffected_rows": self.unaffected_rows,
-        }
+        })
 
     def parity_plot(self, ax=None, *, title: str | None = None):
         """Predicted vs measured, log-log, coloured by group; returns the figure."""
@@ -624,6 +627,19 @@ class Calibration:
         return path
 
 
+def _finite_or_none(x):
+    """``x`` with every non-finite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite_or_none(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.ndarray):
+        return _finite_or_none(x.tolist())
+    return x
+
+
 def _merge_overrides(text: str, fitted: dict, head: list[str]) -> str:
     """A spec file's text with ``fitted`` merged into its [overrides] table."""
     import re
@@ -645,10 +661,7 @@ def _merge_overrides(text: str, fitted: dict, head: list[str]) -> str:
 def parity_plot(result: Calibration, ax=None, *, title: str | None = None):
     """Predicted vs measured (log-log, one colour per group, the y = x line and a +-10 %
     band); returns the matplotlib figure."""
-    import matplotlib
-
     if ax is None:
-        matplotlib.use(matplotlib.get_backend())
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5, 5))
@@ -923,10 +936,15 @@ def calibrate_target(target, data, free, *, bounds: dict | None = None,
             sd = val * (1 - val) * su if fp.fraction else val * su
         else:
             su, sd = float("nan"), float("nan")
+        at = ""
+        if active[i] and fp.bounds is not None:
+            tol = 1e-3 * (fp.bounds[1] - fp.bounds[0])
+            at = ("lower" if u_final[i] <= fp.bounds[0] + tol else
+                  "upper" if u_final[i] >= fp.bounds[1] - tol else "")
         if not active[i]:
             val = fp.preset
-        params.append(FittedParameter(fp.name, val, fp.init, sd, fp.unit, fp.per_unit,
-                                      bool(active[i]), reasons[i], su))
+        params.append(FittedParameter(fp.name, val, fp.preset, sd, fp.unit, fp.per_unit,
+                                      bool(active[i]), reasons[i], su, at))
     pred = np.exp(np.asarray(pred_j(jnp.asarray(u_final, jnp.float32)), np.float64))
     rows = _row_dicts(data, pred)
     unaffected = [data.rows[i].label for i in range(n) if np.all(np.abs(J0[i]) < 1e-6)]

@@ -95,7 +95,8 @@ def shipped_rows(target_ref: str, files: list[str], target):
     return data
 
 
-def run_calibrate(*, hardware=None, data=None, free=None, folds=None, out=None):
+def run_calibrate(*, hardware=None, data=None, free=None, folds=None, out=None,
+                  noise=None):
     """Run the general calibrator as the command does; returns the `Calibration` (and
     writes ``out`` when given)."""
     from perfmodel.fit._calibration import _resolve_target, calibrate_target
@@ -109,7 +110,11 @@ def run_calibrate(*, hardware=None, data=None, free=None, folds=None, out=None):
     if folds is not None and folds < 0:
         raise ModelInputError(f"--folds = {folds} is invalid; it must be >= 0 (0: no "
                               "cross-validation).")
-    result = calibrate_target(ref, data, names, folds=5 if folds is None else folds)
+    if noise is not None and not noise > 0:
+        raise ModelInputError(f"--noise = {noise} is invalid; it is the measurements' "
+                              "relative error, > 0 (e.g. 0.05).")
+    result = calibrate_target(ref, data, names, folds=5 if folds is None else folds,
+                              noise=noise)
     if out:
         result.save(out)
         result.saved = str(out)

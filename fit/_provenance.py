@@ -25,16 +25,25 @@ def classify(source) -> str:
     return word if word in ("fitted", "assumed") else "sourced"
 
 
-def provenance() -> list[dict]:
+def provenance(preset_dir=None) -> list[dict]:
     """One dict per preset: name, family, extends, and its own [sources] entries split
-    into sourced / fitted (key -> what it was fitted to) / assumed keys."""
+    into sourced / fitted (key -> what it was fitted to) / assumed keys. ``preset_dir``:
+    another folder of presets (default: the package's)."""
     from perfmodel._spec import load_spec_file
-    from perfmodel.hardware._registry import PRESET_DIR, list_presets, preset_family
+    from perfmodel.hardware._registry import PRESET_DIR
+
+    folder = pathlib.Path(preset_dir or PRESET_DIR)
+    specs = {f.stem: load_spec_file(f) for f in sorted(folder.glob("*.toml"))}
+
+    def family(name, seen=()):
+        d = specs[name]
+        if "family" in d or d.get("extends") not in specs or name in seen:
+            return str(d.get("family", ""))
+        return family(d["extends"], seen + (name,))
 
     out = []
-    for name in list_presets():
-        data = load_spec_file(PRESET_DIR / f"{name}.toml")
-        rec = {"preset": name, "family": preset_family(name), "extends": data.get("extends"),
+    for name, data in specs.items():
+        rec = {"preset": name, "family": family(name), "extends": data.get("extends"),
                "sourced": [], "fitted": {}, "assumed": []}
         for key, src in data.get("sources", {}).items():
             kind = classify(src)
@@ -52,11 +61,11 @@ def _short(text: str, n: int = 150) -> str:
     return text if len(text) <= n else text[: n - 3].rstrip() + "..."
 
 
-def provenance_table() -> str:
+def provenance_table(preset_dir=None) -> str:
     """The markdown table (between the markers in docs/calibration.md)."""
     lines = ["| preset | family | sourced | fitted (to what) | assumed |",
              "|---|---|---|---|---|"]
-    for r in provenance():
+    for r in provenance(preset_dir):
         name = f"`{r['preset']}`" + (f" (extends `{r['extends']}`)" if r["extends"] else "")
         by_text: dict[str, list[str]] = {}
         for k, v in r["fitted"].items():  # keys fitted together share one text
@@ -75,12 +84,12 @@ def current_doc_table(path=DOC) -> str | None:
     return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
 
 
-def write_doc_table(path=DOC) -> None:
+def write_doc_table(path=DOC, preset_dir=None) -> None:
     path = pathlib.Path(path)
     text = path.read_text()
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    path.write_text(head + BEGIN + "\n" + provenance_table() + "\n" + END + tail)
+    path.write_text(head + BEGIN + "\n" + provenance_table(preset_dir) + "\n" + END + tail)
 
 
 if __name__ == "__main__":  # pragma: no cover

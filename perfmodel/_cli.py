@@ -5,7 +5,7 @@
     perfmodel reproduce [--system NAME] [--json]
     perfmodel sensitivity --hardware ... --workload ... [--metric M] [--top N] [--json]
     perfmodel calibrate [--hardware NAME|FILE] [--data FILE] [--free a,b,...] [--folds K]
-                        [--out fitted.toml] [--json] [--write-presets]
+                        [--noise F] [--out fitted.toml] [--json] [--write-presets]
     perfmodel optimize --space NAME|FILE [--objective M] [--starts K] [--steps N]
                        [--budget N] [--seed S] [--out DIR] [--resume] [--json]
     perfmodel bench [--json] [--designs N] [--all-targets | --target PRESET]
@@ -361,14 +361,14 @@ def _progress_line(done, total, label):
 def cmd_calibrate(a):
     from perfmodel.fit import calibrate, write_presets
 
-    if any(v is not None for v in (a.hardware, a.data, a.free, a.folds, a.out)):
+    if any(v is not None for v in (a.hardware, a.data, a.free, a.folds, a.out, a.noise)):
         from perfmodel.fit._command import report, run_calibrate
 
         if a.write_presets:
             raise ModelInputError("--write-presets belongs to the A100 kernel fit "
                                   "(perfmodel calibrate without other options).")
         result = run_calibrate(hardware=a.hardware, data=a.data, free=a.free,
-                               folds=a.folds, out=a.out)
+                               folds=a.folds, out=a.out, noise=a.noise)
         if a.json:
             print(json.dumps({**result.to_dict(), "saved": a.out}, indent=2))
         else:
@@ -564,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--free", help="comma-separated parameter names to fit (as perfmodel "
                    "sensitivity names them; default: the family's efficiencies and overhead)")
     s.add_argument("--folds", type=int, help="k-fold cross-validation (default 5; 0: none)")
+    s.add_argument("--noise", type=float, help="the measurements' relative error (e.g. "
+                   "0.05) for the uncertainty (default: estimated from the residuals)")
     s.add_argument("--out", help="write the fitted target as a spec file that extends the "
                    "preset (perfmodel predict --hardware FILE)")
     s.add_argument("--json", action="store_true")

@@ -113,6 +113,22 @@ def test_unidentifiable_parameters_are_flagged_and_kept(true_latency):
     assert "NOT IDENTIFIABLE" in res.summary()
 
 
+def test_bounds_and_priors(fits, true_latency):
+    """A bound holds (and the summary says the fit stopped at it); a prior narrows its
+    parameter's posterior (same data as fits[0])."""
+    res = pm.fit.calibrate("a100-80gb", parse_measurements(synthetic_rows(true_latency, 0)),
+                           FREE, folds=0, bounds={"launch_overhead": (5e-6, 11e-6)},
+                           priors={"dram.efficiency": (0.7, 0.05)})
+    p = {x.name: x for x in res.parameters}
+    assert 5e-6 < p["launch_overhead"].value <= 11e-6 * (1 + 1e-5)
+    assert p["launch_overhead"].at_bound == "upper" and "AT ITS UPPER BOUND" in res.summary()
+    free_fit = {x.name: x for x in fits[0].parameters}
+    assert p["dram.efficiency"].std_u < 0.8 * free_fit["dram.efficiency"].std_u
+    with pytest.raises(pm.ModelInputError, match="bounds for launch_overhead"):
+        pm.fit.calibrate("a100-80gb", parse_measurements(synthetic_rows(true_latency, 0)),
+                         FREE, bounds={"launch_overhead": (2e-5, 1e-5)})
+
+
 def test_non_converging_fit_says_so(true_latency):
     res = pm.fit.calibrate("a100-80gb", parse_measurements(synthetic_rows(true_latency, 1)),
                            FREE, folds=0, max_steps=2)
@@ -195,7 +211,7 @@ def test_cli_json_and_spec(true_latency, tmp_path, capsys):
     rc, out, err = run_cli(capsys, "calibrate", "--data", data, "--free", ",".join(FREE),
                            "--folds", 3, "--out", out_spec, "--json")
     assert rc == 0, err
-    d = json.loads(out)
+    d = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert {"parameters", "rows", "mape", "cv_mape"} <= set(d)
     assert all({"name", "value", "std", "unit", "identifiable"} <= set(p)
                for p in d["parameters"])
