@@ -234,7 +234,7 @@ def closest_names(name: str, candidates, n: int = 3) -> list[str]:
 #: use any suffix of its field's dimension (``bandwidth_TB_s`` for ``bandwidth_GB_s``).
 UNIT_DIMENSIONS = {
     "bandwidth": ("_GB_s", "_TB_s"),
-    "bytes": ("_GB", "_MB", "_KB", "_B"),
+    "bytes": ("_GB", "_MB", "_KB", "_B", "_GiB", "_MiB"),
     "energy per bit": ("_pJ_per_bit", "_fJ_per_bit"),
     "energy per MAC": ("_pJ_per_mac", "_fJ_per_mac"),
     "energy per FLOP": ("_pJ_per_flop",),

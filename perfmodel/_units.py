@@ -69,6 +69,8 @@ UNIT_SUFFIXES = {
     "_GB": 1e9,
     "_MB": 1e6,
     "_KB": 1e3,
+    "_GiB": 1024.0 ** 3,   # DRAM capacities are binary: an "80 GB" HBM part is 80 GiB
+    "_MiB": 1024.0 ** 2,
     "_pJ_per_bit": 1e-12,
     "_pJ_per_flop": 1e-12,
     "_pJ": 1e-12,

@@ -95,19 +95,23 @@ def _peaks(hw):
     return {d: float(p) for d, p in zip(hw.datatypes, np.asarray(hw.peak_flops))}
 
 
-# Dense (not sparse) datasheet values, SI: FLOP/s (or OP/s), B/s, B.
+MiB, GiB = 1024.0 ** 2, 1024.0 ** 3
+# Dense (not sparse) datasheet values, SI: FLOP/s (or OP/s), B/s, B. DRAM capacities as
+# the device reports them (nvidia-smi's total, binary MiB), not the marketed decimal "GB"
+# (an "80 GB" A100 holds 81920 MiB); 40 GiB, 16 GiB and 48 GiB are assumed binary alike.
 DATASHEET = {
     "a100-80gb": dict(fp32=19.5e12, fp16=312e12, int8=624e12, int4=1248e12,
-                      dram_bw=2039e9, dram_cap=80e9, units=108),
+                      dram_bw=2039e9, dram_cap=81920 * MiB, units=108),
     "a100-40gb": dict(fp32=19.5e12, fp16=312e12, int8=624e12, dram_bw=1555e9,
-                      dram_cap=40e9, units=108),
+                      dram_cap=40 * GiB, units=108),
     "h100-sxm": dict(fp32=66.9e12, fp16=989.4e12, fp8=1978.9e12, int8=1978.9e12,
-                     dram_bw=3350e9, dram_cap=80e9, units=132),
-    "h200": dict(fp16=989.4e12, fp8=1978.9e12, dram_bw=4.8e12, dram_cap=141e9, units=132),
-    "v100": dict(fp32=15.7e12, fp16=125e12, dram_bw=900e9, dram_cap=16e9, units=80),
+                     dram_bw=3350e9, dram_cap=81559 * MiB, units=132),
+    "h200": dict(fp16=989.4e12, fp8=1978.9e12, dram_bw=4.8e12, dram_cap=143771 * MiB,
+             units=132),
+    "v100": dict(fp32=15.7e12, fp16=125e12, dram_bw=900e9, dram_cap=16 * GiB, units=80),
     "t4": dict(fp32=8.1e12, fp16=65e12, int8=130e12, int4=260e12, dram_bw=320e9,
-               dram_cap=16e9, units=40),
-    "rtx-a6000": dict(fp16=154.8e12, dram_bw=768e9, dram_cap=48e9, units=84),
+               dram_cap=15360 * MiB, units=40),
+    "rtx-a6000": dict(fp16=154.8e12, dram_bw=768e9, dram_cap=48 * GiB, units=84),
     "neoverse-n1": dict(dram_bw=204.8e9, units=80),
 }
 

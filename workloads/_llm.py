@@ -54,6 +54,11 @@ EMBED_BITS = 16.0
 SOFTMAX_FLOPS = 5.0
 NORM_FLOPS = 5.0
 ACT_FLOPS = 8.0
+#: Bits of a tensor-parallel all-reduce: serving engines all-reduce the activations in
+#: the model's 16-bit dtype even when the GEMMs take 8-bit activations (vLLM's and
+#: TensorRT-LLM's all-reduce kernels run on bf16/fp16 tensors; FP8 is a GEMM input
+#: format). Assumed for every engine.
+ALLREDUCE_BITS = 16.0
 #: Query rows per FlashAttention block (Dao 2023, FlashAttention-2, block 128); K and V
 #: are re-read once per block of queries.
 FLASH_BLOCK_Q = 128.0
@@ -417,7 +422,7 @@ class LLM:
             share(n_attn, self.attn_layers / self.layers)
         if tp > 1:
             rows.append(dict(name="allreduce_attn", kind="allreduce", m=T * d,
-                             comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
+                             comm_bytes=2 * (tp - 1) / tp * T * d * ALLREDUCE_BITS / 8, compute_bits=abits))
         f = self.ffn / tp
         up_n = f * (2 if self.gated_ffn else 1)
         n_ffn = len(rows)
@@ -449,7 +454,7 @@ class LLM:
             self._ffn_rows(gemm, elementwise, "", T, f, ab, wf)
         if tp > 1:
             rows.append(dict(name="allreduce_ffn", kind="allreduce", m=T * d,
-                             comm_bytes=2 * (tp - 1) / tp * T * d * ab, compute_bits=abits))
+                             comm_bytes=2 * (tp - 1) / tp * T * d * ALLREDUCE_BITS / 8, compute_bits=abits))
         elementwise("norm", "norm", T * d, NORM_FLOPS, T * d * ab, T * d * ab,
                     count=float(self.norms_per_layer))
         for row in rows:
