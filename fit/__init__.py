@@ -22,8 +22,9 @@ from perfmodel.fit._measurements import (METRICS, Measurements, MeasurementError
                                          claims_measurements, load_measurements,
                                          parse_measurements)
 from perfmodel.fit._claims import evaluate_claim, load_claims, reproduce
+from perfmodel.fit._validate import load_serving, validate
 
-__all__ = ["calibrate", "calibrate_a100", "calibrate_target", "Calibration",
+__all__ = ["validate", "load_serving", "calibrate", "calibrate_a100", "calibrate_target", "Calibration",
            "FittedParameter", "Prediction", "parity_plot", "METRICS", "Measurements",
            "MeasurementError", "load_measurements", "parse_measurements",
            "claims_measurements", "write_presets", "evaluate_claim", "load_claims", "reproduce",

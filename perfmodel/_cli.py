@@ -3,6 +3,7 @@
     perfmodel list {hardware,workloads}
     perfmodel predict --hardware NAME|FILE --workload NAME|FILE [--phase ...] [--json]
     perfmodel reproduce [--system NAME] [--json]
+    perfmodel validate [--json]
     perfmodel sensitivity --hardware ... --workload ... [--metric M] [--top N] [--json]
     perfmodel calibrate [--hardware NAME|FILE] [--data FILE] [--free a,b,...] [--folds K]
                         [--noise F] [--out fitted.toml] [--json] [--write-presets]
@@ -411,6 +412,30 @@ def cmd_bench(a):
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
 
 
+def cmd_validate(a):
+    from perfmodel.fit import validate
+
+    v = validate(progress=_progress_line if sys.stderr.isatty() else None)
+    if a.json:
+        print(json.dumps({"summary": v["summary"], "worst": v["worst"],
+                          "rows": v["rows"]}, indent=2))
+        return
+    s = v["summary"]
+    print(f"GPU serving validation (fit/data/serving/): {s['evaluated']} rows evaluated, "
+          f"{s['skipped']} not (engine-chosen batch), {s['software_anomaly']} software "
+          "anomalies listed apart")
+    print(f"  MAPE {s['mape'] * 100:.1f}%, median predicted/measured {s['median_ratio']:.2f}")
+    for k, g in s["by_kind"].items():
+        print(f"  {k:<12}{g['rows']:>4} rows  MAPE {g['mape'] * 100:5.1f}%")
+    print(f"  {'framework':<14}{'GPU':<12}{'rows':>5}{'MAPE':>8}")
+    for g in s["by_framework_gpu"]:
+        print(f"  {g['framework']:<14}{g['hardware']:<12}{g['rows']:>5}{g['mape'] * 100:>7.1f}%")
+    print("  worst rows:")
+    for r in v["worst"]:
+        print(f"    {r['id']:<52}{r['metric']:<22}{r['measured']:>10.4g}"
+              f"{r['predicted']:>10.4g}{r['rel_error'] * 100:>8.1f}%")
+
+
 def cmd_bench_codesign(a):
     from perfmodel.opt._bench import BENCH_SPACES, codesign_benchmark
 
@@ -553,6 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=None,
                    help="show the N largest elasticities only")
     s.set_defaults(func=cmd_sensitivity)
+
+    s = sub.add_parser("validate", help="the GPU model against published serving "
+                       "measurements (fit/data/serving/)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("calibrate", help="fit named parameters of a target to measurements "
                        "(no options: the GPU efficiency model to measured A100 kernels)")

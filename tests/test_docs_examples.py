@@ -50,6 +50,9 @@ SKIP = {
     "perfmodel calibrate": "the fit takes ~15 s; the fit is tests/test_fit.py (fit_a100) "
                            "and the command's output test_calibrate_command_prints_the_fit "
                            "below (fit stubbed)",
+    "perfmodel validate": "evaluates 272 serving rows (~90 s); the rebuilding of rows and "
+                          "the summary are tests/test_fit.py::test_validate_rebuilds_"
+                          "serving_rows",
     "perfmodel bench codesign": "runs every method on five problems (~10 min); the command "
                                 "and its JSON rows are tests/test_opt.py::test_bench_codesign"
                                 "_json on a small problem",

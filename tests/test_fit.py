@@ -210,3 +210,33 @@ def test_fitted_column_is_validated(tmp_path):
                         f"fitted,{entry}\n")
         with pytest.raises(pm.ModelInputError, match=f"vitallm-area.*{re.escape(message)}"):
             load_claims(path)
+
+
+def test_validate_rebuilds_serving_rows(tmp_path, capsys):
+    """`perfmodel validate`: a static row is rebuilt from its conditions (request, TP,
+    bits) and compared; an engine-chosen batch is listed, not evaluated; the CLI prints
+    the summary keys."""
+    import csv
+
+    from perfmodel.fit import load_serving, validate
+
+    rows = load_serving()
+    assert len(rows) > 300 and all(r["source"] for r in rows)
+    keep = [r for r in rows if r["id"] in {
+        "nemo-h100-sxm-llama-2-7b-tp1-b1-128-20", "sglang-h200-llama-3-70b-tp4-rr1-ttft"}]
+    assert len(keep) == 2
+    path = tmp_path / "few.csv"
+    fields = [k for k in keep[0] if k != "file"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(keep)
+    v = validate([path])
+    by_id = {r["id"]: r for r in v["rows"]}
+    nemo = by_id["nemo-h100-sxm-llama-2-7b-tp1-b1-128-20"]
+    ops = pm.workloads.preset("llama-2-7b").request(1.0, 128.0, 20.0)
+    expect = float(pm.evaluate(pm.hardware.preset("h100-sxm"), ops, hard=True).latency)
+    assert nemo["predicted"] == pytest.approx(expect, rel=1e-6)
+    assert nemo["rel_error"] == pytest.approx(expect / 0.1538 - 1, rel=1e-6)
+    assert "engine-chosen" in by_id["sglang-h200-llama-3-70b-tp4-rr1-ttft"]["skipped"]
+    assert v["summary"]["evaluated"] == 1 and v["summary"]["skipped"] == 1

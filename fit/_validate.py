@@ -1,0 +1,135 @@
+"""`validate`: the GPU model against published serving measurements it was never fitted
+to (fit/data/serving/, its README for the sources and columns).
+
+Each static-batch row is rebuilt from its conditions and evaluated with the exact model
+(``hard=True``) on one device of its tensor-parallel group (the Ops are per device):
+
+=====================  ==================================================================
+metric                 model
+=====================  ==================================================================
+e2e_s                  ``request(B, P, G)`` latency
+tokens_per_s_per_gpu   ``B G / latency / TP`` of the same request
+output_tokens_per_s    ``B G / latency``
+ttft_s                 ``prefill(B, P)`` latency plus one decode step at context P
+power_w                the request's energy / latency (one GPU)
+=====================  ==================================================================
+
+Rows whose batch the engine chose (continuous or saturated serving: ``batching`` other
+than ``static``) are listed as not evaluated: continuous batching is not modelled yet.
+Rows tagged ``software-anomaly`` (a slow software path, per the source's own sibling
+rows) are predicted and listed but not averaged.
+The summary gives the mean absolute percentage error per framework and GPU, per kind of
+metric (latency, throughput, power), and the worst rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import pathlib
+
+import numpy as np
+
+from perfmodel._errors import ModelInputError
+
+SERVING_DIR = pathlib.Path(__file__).parent / "data" / "serving"
+#: metric -> what it measures, for the summary's split
+KIND = {"e2e_s": "latency", "ttft_s": "latency", "itl_s": "latency",
+        "tokens_per_s_per_gpu": "throughput", "output_tokens_per_s": "throughput",
+        "power_w": "power", "energy_per_token_j": "energy"}
+
+
+def load_serving(paths=None) -> list[dict]:
+    """The rows of every CSV in fit/data/serving/ (or ``paths``)."""
+    paths = [pathlib.Path(p) for p in paths] if paths else sorted(SERVING_DIR.glob("*.csv"))
+    if not paths:
+        raise ModelInputError(f"no serving measurements in {SERVING_DIR}.")
+    rows = []
+    for p in paths:
+        with open(p, newline="") as fh:
+            for r in csv.DictReader(fh):
+                r["file"] = p.name
+                rows.append(r)
+    return rows
+
+
+def _bits(r, key):
+    v = r.get(key) or ""
+    return float(v) if v else 16.0
+
+
+def predict_row(r: dict):
+    """The model's value of one static-batch row (exact model), or None with a reason."""
+    from perfmodel import evaluate, hardware, workloads
+
+    if r["batching"] != "static" or not r.get("batch"):
+        return None, "engine-chosen batch (continuous batching is not modelled)"
+    if r["metric"] not in KIND or r["metric"] == "itl_s":
+        return None, f"metric {r['metric']} has no static-batch model"
+    hw = hardware.preset(r["hardware"])
+    wl = workloads.preset(r["workload"])
+    tp = int(float(r["tensor_parallel"] or 1))
+    B, P, G = (float(r["batch"]), float(r["prompt"]), float(r["generate"]))
+    kw = dict(wbits=_bits(r, "wbits"), abits=_bits(r, "abits"), kvbits=_bits(r, "kvbits"),
+              tensor_parallel=tp)
+    if r["metric"] == "ttft_s":
+        t = (evaluate(hw, wl.prefill(B, P, **kw), hard=True).latency
+             + evaluate(hw, wl.decode(B, P, **kw), hard=True).latency)
+        return float(t), None
+    rep = evaluate(hw, wl.request(B, P, G, **kw), hard=True)
+    lat = float(rep.latency)
+    value = {"e2e_s": lat, "tokens_per_s_per_gpu": B * G / lat / tp,
+             "output_tokens_per_s": B * G / lat, "power_w": float(rep.power)}[r["metric"]]
+    return value, None
+
+
+def validate(paths=None, *, progress=None) -> dict:
+    """Every serving row predicted and compared (module docstring). Returns ``rows``
+    (each with ``predicted``, ``rel_error`` or ``skipped``), ``summary`` (MAPE per
+    framework x GPU and per metric kind, counts) and ``worst`` (the ten largest
+    |errors|)."""
+    rows = load_serving(paths)
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            pred, why = predict_row(r)
+        except ModelInputError as e:
+            pred, why = None, str(e)
+        row = {k: r[k] for k in ("id", "hardware", "tensor_parallel", "framework",
+                                 "workload", "precision", "batch", "prompt", "generate",
+                                 "metric", "unit", "caveat", "source")}
+        row["measured"] = float(r["value"])
+        if pred is None:
+            row["skipped"] = why
+        else:
+            row["predicted"] = pred
+            row["rel_error"] = pred / row["measured"] - 1.0
+        out.append(row)
+        if progress:
+            progress(i + 1, len(rows), r["id"])
+    # a row tagged software-anomaly measures a slow software path (its source's sibling
+    # rows show it), not the hardware: listed, not averaged
+    done = [r for r in out if "rel_error" in r and r["caveat"] != "software-anomaly"]
+
+    def mape(sel):
+        return float(np.mean([abs(r["rel_error"]) for r in sel])) if sel else math.nan
+
+    groups = {}
+    for r in done:
+        groups.setdefault((r["framework"], r["hardware"]), []).append(r)
+    kinds = {}
+    for r in done:
+        kinds.setdefault(KIND[r["metric"]], []).append(r)
+    summary = {
+        "rows": len(out), "evaluated": len(done),
+        "skipped": sum("skipped" in r for r in out),
+        "software_anomaly": sum(r["caveat"] == "software-anomaly" for r in out),
+        "mape": mape(done),
+        "median_ratio": float(np.median([1 + r["rel_error"] for r in done])) if done
+        else math.nan,
+        "by_framework_gpu": [dict(framework=f, hardware=h, rows=len(v), mape=mape(v))
+                             for (f, h), v in sorted(groups.items())],
+        "by_kind": {k: dict(rows=len(v), mape=mape(v)) for k, v in sorted(kinds.items())},
+    }
+    worst = sorted(done, key=lambda r: -abs(r["rel_error"]))[:10]
+    return {"rows": out, "summary": summary, "worst": worst}
