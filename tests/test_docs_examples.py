@@ -64,7 +64,7 @@ SKIP = {
                                                        "round trip is tests/test_opt.py::"
                                                        "test_written_spec_round_trips_through"
                                                        "_predict",
-    "perfmodel optimize --space cim --starts 4 --steps 50 --out runs/cim --resume":
+    "perfmodel optimize --space cim --starts 2 --steps 25 --out runs/cim --resume":
         "resumes the run above; resuming is tests/test_opt.py::test_resume_after_sigkill"
         "_matches_an_uninterrupted_run",
     ".venv/bin/jupyter execute": "executes a notebook (minutes); tests/test_notebooks.py "

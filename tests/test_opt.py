@@ -113,7 +113,7 @@ def test_constrained_optimum_matches_closed_form(a100, gpt2):
         mid = (lo * hi) ** 0.5
         lo, hi = (mid, hi) if run(mid)[0] < cap else (lo, mid)
     r = opt.optimize(space, objective, [opt.Constraint("power", max=cap)], starts=4,
-                     steps=300, seed=0, progress=False)
+                     steps=100, seed=0, progress=False)
     assert r.feasible
     assert r.values["hardware.peak_flops.fp16"] == pytest.approx(lo, rel=0.01)
     assert r.score["tokens_per_s"] == pytest.approx(run(lo)[1], rel=0.01)
@@ -121,8 +121,8 @@ def test_constrained_optimum_matches_closed_form(a100, gpt2):
     assert c["active"] and c["satisfied"] and c["value"] <= cap * (1 + 1e-6)
     rescored = pm.evaluate(r.hardware, ops, hard=True)
     assert r.score["tokens_per_s"] == pytest.approx(float(rescored.tokens_per_s), rel=1e-5)
-    assert r.history["hardened"].shape == (300 // 25 + 1, 4)   # + the starts
-    assert r.evaluations > 4 * 300
+    assert r.history["hardened"].shape == (100 // 25 + 1, 4)   # + the starts
+    assert r.evaluations > 4 * 100
 
 
 def test_infeasible_constraint_reports_least_violating(a100, gpt2):
