@@ -28,12 +28,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def a100():
-    return pm.hardware.preset("a100-80gb")
-
-
-@pytest.fixture(scope="module")
-def gpt2():
+def gpt2():  # (a100: the session fixture of conftest.py)
     return pm.workloads.preset("gpt2-xl")
 
 
