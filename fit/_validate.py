@@ -2,7 +2,8 @@
 to (fit/data/serving/, its README for the sources and columns).
 
 Each static-batch row is rebuilt from its conditions and evaluated with the exact model
-(``hard=True``) on one device of its tensor-parallel group (the Ops are per device):
+(``hard=True``) on one device of its tensor-parallel group (the Ops are per device), by
+`perfmodel.serve` (a batch whose KV cache does not fit runs in waves):
 
 =====================  ==================================================================
 metric                 model
@@ -27,10 +28,11 @@ from __future__ import annotations
 import csv
 import math
 import pathlib
+import warnings
 
 import numpy as np
 
-from perfmodel._errors import ModelInputError
+from perfmodel._errors import ModelInputError, PlausibilityWarning
 
 SERVING_DIR = pathlib.Path(__file__).parent / "data" / "serving"
 #: metric -> what it measures, for the summary's split
@@ -60,7 +62,7 @@ def _bits(r, key):
 
 def predict_row(r: dict):
     """The model's value of one static-batch row (exact model), or None with a reason."""
-    from perfmodel import evaluate, hardware, workloads
+    from perfmodel import hardware, serve, workloads
 
     if r["batching"] != "static" or not r.get("batch"):
         return None, "engine-chosen batch (continuous batching is not modelled)"
@@ -70,13 +72,19 @@ def predict_row(r: dict):
     wl = workloads.preset(r["workload"])
     tp = int(float(r["tensor_parallel"] or 1))
     B, P, G = (float(r["batch"]), float(r["prompt"]), float(r["generate"]))
-    kw = dict(wbits=_bits(r, "wbits"), abits=_bits(r, "abits"), kvbits=_bits(r, "kvbits"),
-              tensor_parallel=tp)
-    if r["metric"] == "ttft_s":
-        t = (evaluate(hw, wl.prefill(B, P, **kw), hard=True).latency
-             + evaluate(hw, wl.decode(B, P, **kw), hard=True).latency)
-        return float(t), None
-    rep = evaluate(hw, wl.request(B, P, G, **kw), hard=True)
+    # a static-batch benchmark (TensorRT-LLM's gptSessionBenchmark, vLLM's offline
+    # batch) allocates the batch's own KV cache, not a share of free memory: the whole
+    # memory after the weights (the source's batch ran)
+    kw = dict(batch=B, wbits=_bits(r, "wbits"), abits=_bits(r, "abits"),
+              kvbits=_bits(r, "kvbits"), tensor_parallel=tp, hard=True, kv_fraction=1.0)
+    with warnings.catch_warnings():
+        # engines run rotary models past max_position_embeddings (GPT-J at 2048 + 128)
+        warnings.simplefilter("ignore", PlausibilityWarning)
+        if r["metric"] == "ttft_s":
+            t = (serve(hw, wl, "prefill", prompt=P, **kw).latency
+                 + serve(hw, wl, "decode", context=P, **kw).latency)
+            return float(t), None
+        rep = serve(hw, wl, "request", prompt=P, generate=G, **kw)
     lat = float(rep.latency)
     value = {"e2e_s": lat, "tokens_per_s_per_gpu": B * G / lat / tp,
              "output_tokens_per_s": B * G / lat, "power_w": float(rep.power)}[r["metric"]]

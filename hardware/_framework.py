@@ -70,6 +70,10 @@ class EagerFramework(AbstractTarget):
         table = dict(self.ops_per_row)
         return np.array([table.get(k, 1.0) for k in ops.kinds])
 
+    def serving_capacity(self):
+        """The wrapped device's (`perfmodel.serve`)."""
+        return self.device.serving_capacity()
+
     def check(self, ops: Ops | None = None) -> None:
         check_positive_leaves(self.host_op_time, f"{self.name}.host_op_time")
         for kind, n in self.ops_per_row:

@@ -200,6 +200,12 @@ class XPU(AbstractUnit):
                            "no offload tier is configured; reduce batch/context/bits or add "
                            "an [offload] tier")
 
+    def serving_capacity(self):
+        """DRAM capacity when there is no offload tier (a serving engine then admits only
+        the sequences that fit, `perfmodel.serve`); None with an offload tier, which
+        streams what does not fit."""
+        return self.dram.capacity if self.offload is None else None
+
     # ------------------------------------------------------------------ the model
     def datapath_peak(self, compute_bits, *, hard: bool):
         """[rows] peak FLOP/s of the fastest datapath whose operand width holds

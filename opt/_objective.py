@@ -201,15 +201,23 @@ def _evaluator(objective, workload_phase, mix, metrics, derived):
     """``(hw, mapping, knobs, hard) -> {quantity: [points]}`` for one builder and mix,
     the points evaluated with ``vmap`` (their knobs are arrays)."""
     from perfmodel._evaluate import evaluate
+    from perfmodel._serve import PHASES, serve
 
     builder = getattr(objective.workload, workload_phase)
+    # an LLM phase runs as a serving engine runs it (`perfmodel.serve`): a design whose
+    # memory cannot hold the batch's KV cache pays for the extra waves
+    served = workload_phase in PHASES and hasattr(objective.workload, "kv_bytes_per_token")
     names = sorted(mix[0])
     points = {k: jnp.asarray([float(p[k]) for p in mix]) for k in names}
 
     def run(hw, mapping, knobs, hard):
         def at_point(point):
             kw = {**point, **knobs}
-            rep = evaluate(hw, builder(**kw), mapping, hard=hard, check=False)
+            if served:
+                rep = serve(hw, objective.workload, workload_phase, mapping=mapping,
+                            hard=hard, check=False, **kw)
+            else:
+                rep = evaluate(hw, builder(**kw), mapping, hard=hard, check=False)
             return {**{m: getattr(rep, m) for m in metrics},
                     **{c.metric: _quantity(c, rep, objective.workload, kw) for c in derived}}
 

@@ -21,6 +21,7 @@ from perfmodel._smooth import (CEIL_RAMP, RIDGE_SHARPNESS, bounded, smooth_ceil,
                                smooth_maximum, smooth_min, smooth_relu, smooth_step,
                                smooth_threshold, soft_choice)
 from perfmodel._target import AbstractTarget, AbstractUnit
+from perfmodel._serve import KV_CACHE_FRACTION, admitted_batch, serve
 
 __version__ = "0.1.0"
 
@@ -31,7 +32,7 @@ from perfmodel._citation import citation  # noqa: E402
 from perfmodel._sensitivity import sensitivity  # noqa: E402
 
 __all__ = [
-    "evaluate", "sweep", "Ops", "Report", "Cost", "report_from_cost", "AbstractTarget",
+    "evaluate", "serve", "admitted_batch", "KV_CACHE_FRACTION", "sweep", "Ops", "Report", "Cost", "report_from_cost", "AbstractTarget",
     "AbstractUnit", "ModelInputError", "PlausibilityWarning", "make_ops", "concat_ops",
     "check_ops", "roofline_report", "OP_KINDS", "smooth_max", "smooth_maximum",
     "smooth_min", "smooth_relu", "smooth_ceil", "smooth_step", "soft_choice",

@@ -82,7 +82,7 @@ PHASE_FLAGS = {"decode": ("batch", "context"), "prefill": ("batch", "prompt"),
 SHAPE_DEFAULTS = {"batch": 1.0, "prompt": 512.0, "context": 1024.0, "generate": 128.0}
 
 
-def _shape_flags(a, phase: str, what: str) -> dict:
+def _shape_flags(a, phase: str, what: str, wl=None) -> dict:
     """The shape flags ``phase`` uses, as floats: whole numbers (``--batch``,
     ``--prompt``, ``--generate`` >= 1, ``--context`` >= 0; the Python API keeps real
     values for differentiation), defaults for the unset ones; a flag the phase does not
@@ -97,6 +97,9 @@ def _shape_flags(a, phase: str, what: str) -> dict:
         v = getattr(a, flag, None)
         if v is None:
             v = SHAPE_DEFAULTS[flag]
+            limit = getattr(wl, "max_context", 0)
+            if flag == "context" and limit:  # GPT-2: 1023 tokens + the new one
+                v = min(v, limit - 1.0)
         least = 0 if flag == "context" else 1
         if v != int(v) or v < least:
             kind = ("a non-negative integer (>= 0)" if least == 0
@@ -106,31 +109,36 @@ def _shape_flags(a, phase: str, what: str) -> dict:
     return out
 
 
-def _phase_ops(wl, a):
-    from perfmodel.workloads import CNN
-
-    bits = dict(wbits=a.wbits, abits=a.abits)
-    if isinstance(wl, CNN):
-        if a.phase not in (None, "inference"):
-            raise ModelInputError(f"--phase {a.phase} is not valid for the CNN {wl.name}; "
-                                  "valid: inference.")
-        n = _shape_flags(a, "inference", f"the CNN {wl.name} (phase inference)")
-        if isinstance(a.wbits, dict):
-            raise ModelInputError(f"--wbits per group is for LLMs; the CNN {wl.name} takes "
-                                  "one number.")
-        return wl.inference(n["batch"], wbits=a.wbits or 16.0, abits=a.abits)
+def _llm_phase(wl, a):
+    """(phase, shape, builder keywords) of an LLM's ``predict`` flags."""
     phase = a.phase or "decode"
     if phase not in ("decode", "prefill", "request"):
         raise ModelInputError(f"--phase {phase} is not valid for the LLM {wl.name}; "
                               "valid: decode, prefill, request.")
     n = _shape_flags(a, phase, f"--phase {phase}" if a.phase else
-                     "--phase decode (the default for an LLM)")
-    kw = dict(**bits, kvbits=a.kvbits, attention=a.attention)
-    if phase == "decode":
-        return wl.decode(n["batch"], n["context"], **kw)
-    if phase == "prefill":
-        return wl.prefill(n["batch"], n["prompt"], **kw)
-    return wl.request(n["batch"], n["prompt"], n["generate"], **kw)
+                     "--phase decode (the default for an LLM)", wl)
+    kw = dict(wbits=a.wbits, abits=a.abits, kvbits=a.kvbits, attention=a.attention,
+              tensor_parallel=getattr(a, "tensor_parallel", None) or 1)
+    return phase, n, kw
+
+
+def _phase_ops(wl, a):
+    from perfmodel.workloads import CNN
+
+    if isinstance(wl, CNN):
+        if a.phase not in (None, "inference"):
+            raise ModelInputError(f"--phase {a.phase} is not valid for the CNN {wl.name}; "
+                                  "valid: inference.")
+        if getattr(a, "tensor_parallel", None) not in (None, 1):
+            raise ModelInputError(f"--tensor-parallel is for LLMs; the CNN {wl.name} runs "
+                                  "on one device.")
+        n = _shape_flags(a, "inference", f"the CNN {wl.name} (phase inference)")
+        if isinstance(a.wbits, dict):
+            raise ModelInputError(f"--wbits per group is for LLMs; the CNN {wl.name} takes "
+                                  "one number.")
+        return wl.inference(n["batch"], wbits=a.wbits or 16.0, abits=a.abits)
+    phase, n, kw = _llm_phase(wl, a)
+    return getattr(wl, phase)(**n, **kw)
 
 
 def _fmt_time(t: float) -> str:
@@ -146,7 +154,10 @@ def _print_report(rep, hw, wl, ops, echo=None):
     if echo:
         _print_echo(echo)
     print(f"  latency        {_fmt_time(d['latency_s'])}")
-    print(f"  tokens/s       {d['tokens_per_s']:.4g}")
+    devices = (echo or {}).get("conditions", {}).get("devices", 1)
+    per_device = (f"   ({d['tokens_per_s'] / devices:.4g} per device, {devices} devices)"
+                  if devices > 1 else "")
+    print(f"  tokens/s       {d['tokens_per_s']:.4g}{per_device}")
     print(f"  energy         {d['energy_j']:.4g} J   ({d['energy_per_token_j']:.4g} J/token, "
           f"{d['power_w']:.4g} W average)")
     print(f"  bound          {d['bound']}")
@@ -205,12 +216,13 @@ def _workload_echo(wl, ops, a) -> dict:
 
     cnn = isinstance(wl, CNN)
     phase = ops.phase
-    shape = _shape_flags(a, phase, phase)  # already validated by _phase_ops
+    shape = _shape_flags(a, phase, phase, wl)  # already validated by _phase_ops
     wbits = a.wbits if a.wbits is not None else (16.0 if cnn else wl.default_wbits)
     conditions = dict(phase=phase, **shape, wbits=wbits, abits=a.abits)
     if not cnn:
         conditions.update(kvbits=a.kvbits, attention=a.attention)
-    conditions.update(devices=1, tensor_parallel=1, pipeline_parallel=1)
+    tp = getattr(a, "tensor_parallel", None) or 1
+    conditions.update(devices=tp, tensor_parallel=tp, pipeline_parallel=1)
     echo = dict(parameters=wl.parameter_count(),
                 kv_bytes_per_token=0.0 if cnn else float(wl.kv_bytes_per_token(a.kvbits)))
     if not cnn and wl.ssm is not None:
@@ -267,7 +279,24 @@ def _print_echo(echo: dict) -> None:
     bits = "/".join(show(c[k]) for k in ("wbits", "abits", "kvbits") if k in c)
     names = "W/A/KV" if "kvbits" in c else "W/A"
     print(f"  conditions     {c['phase']}: {shape}; {names} bits {bits}; "
-          f"{c['devices']} device")
+          f"{c['devices']} device" + ("s (tensor parallel)" if c["devices"] > 1 else ""))
+    m = echo.get("memory")
+    if m:
+        room = (f"{_fmt_bytes(m['weights_bytes'])} weights + "
+                f"{_fmt_bytes(m['kv_cache_bytes'])} KV cache of "
+                f"{_fmt_bytes(m['capacity_bytes'])} per device")
+        if m["offload_tier"]:
+            verdict = "beyond it streamed from the offload tier" if not m["fits_in_memory"] \
+                else "fits"
+        elif m["waves"] <= 1:
+            verdict = "fits"
+        else:
+            from perfmodel._serve import KV_CACHE_FRACTION
+
+            verdict = (f"the batch's KV cache does not fit (it gets {KV_CACHE_FRACTION:.0%} of what "
+                       f"the weights leave): {m['concurrent_batch']:g} sequences at once, "
+                       f"{m['waves']:g} waves")
+        print(f"  memory         {room}: {verdict}")
     if "quality_loss" in echo:
         q = echo["quality"]
         flag = " (extrapolated: " + "; ".join(q["reasons"]) + ")" if q["extrapolated"] else ""
@@ -276,23 +305,45 @@ def _print_echo(echo: dict) -> None:
 
 
 def cmd_predict(a):
-    from perfmodel import evaluate
+    from perfmodel import evaluate, serve
+    from perfmodel.workloads import CNN
 
     hw = _load_hardware(a.hardware)
     wl = _load_workload(a.workload)
     ops = _phase_ops(wl, a)
-    rep = evaluate(hw, ops, hard=a.exact)
+    if isinstance(wl, CNN):
+        rep = evaluate(hw, ops, hard=a.exact)
+    else:  # as a serving engine runs it: waves when the KV cache does not fit
+        phase, n, kw = _llm_phase(wl, a)
+        rep = serve(hw, wl, phase, **n, **kw, hard=a.exact)
     d = rep.to_dict()
     bad = [k for k in ("latency_s", "energy_j", "tokens_per_s") if not math.isfinite(d[k])]
     if bad:  # never print a NaN result
         raise ModelInputError(f"the prediction for {bad[0]} is not finite; check the "
                               "hardware and workload values.")
     echo = _workload_echo(wl, ops, a)
+    if rep.waves is not None:
+        echo["memory"] = _memory_echo(hw, ops, rep)
     if a.json:
         d.update(hardware=hw.name, workload=wl.name, phase=ops.phase, **echo)
+        d["tokens_per_s_per_device"] = d["tokens_per_s"] / echo["conditions"]["devices"]
         print(json.dumps(d, indent=2))
     else:
         _print_report(rep, hw, wl, ops, echo=echo)
+
+
+def _memory_echo(hw, ops, rep) -> dict:
+    """Per device: the weights, the whole batch's KV cache (at its final length), the
+    memory, and the serving rule's outcome (`perfmodel.serve`)."""
+    capacity = hw.serving_capacity()
+    dram = getattr(getattr(hw, "dram", None), "capacity", None)
+    cap = float(capacity if capacity is not None else dram if dram is not None else math.nan)
+    need = float(ops.weight_footprint) + float(ops.kv_footprint)
+    return dict(weights_bytes=float(ops.weight_footprint),
+                kv_cache_bytes=float(ops.kv_footprint), capacity_bytes=cap,
+                offload_tier=capacity is None and getattr(hw, "offload", None) is not None,
+                fits_in_memory=bool(need <= cap), concurrent_batch=float(rep.batch),
+                waves=float(rep.waves))
 
 
 def cmd_reproduce(a):
@@ -555,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--abits", type=_finite("abits"), default=16.0)
     s.add_argument("--kvbits", type=_finite("kvbits"), default=16.0)
     s.add_argument("--attention", choices=("fused", "standard"), default="fused")
+    s.add_argument("--tensor-parallel", type=int, default=None, metavar="N",
+                   help="LLM: split heads and FFN over N devices with an all-reduce per "
+                   "sublayer (N divides the KV heads and the FFN width; default 1)")
     s.add_argument("--quant-method", help="quantization method for the quality estimate "
                    "(gptq, awq, omniquant, quip-sharp, quarot, smoothquant, kivi, kvquant, "
                    "rtn, bitmod, bitnet-b1.58; default gptq, or bitnet-b1.58 below 2 bits)")

@@ -41,7 +41,10 @@ class Report(eqx.Module):
       `perfmodel.hardware.tokens_per_dollar` adds the energy over a lifetime;
     - ``count``: per row, the instances ``op_time`` sums (the ops' ``count``: layers x
       repeats, or quadrature weights), or None where a target does not pass it;
-    - ``phase``: the ops' phase label (``decode``, ``prefill``, ``request``, ...).
+    - ``phase``: the ops' phase label (``decode``, ``prefill``, ``request``, ...);
+    - ``batch`` and ``waves`` (`perfmodel.serve` only, else None): the sequences run at
+      once and the number of such waves the requested batch took, when the KV cache of
+      the whole batch does not fit beside the weights (``waves == 1``: it fits).
     """
 
     latency: Float[Array, ""]
@@ -63,6 +66,8 @@ class Report(eqx.Module):
     phase: str = eqx.field(static=True, default="")
     peak_power: Float[Array, ""] | None = None
     cost: Float[Array, ""] | None = None
+    batch: Float[Array, ""] | None = None
+    waves: Float[Array, ""] | None = None
 
     @property
     def tokens_per_s(self):
@@ -169,6 +174,10 @@ class Report(eqx.Module):
         d["area_mm2"] = None if self.area is None else float(self.area) * 1e6
         d["peak_power_w"] = None if self.peak_power is None else float(self.peak_power)
         d["cost_usd"] = None if self.cost is None else float(self.cost)
+        if self.waves is not None:  # `perfmodel.serve`: the memory rule's outcome
+            d["fits"] = bool(float(self.waves) <= 1.0)
+            d["concurrent_batch"] = float(self.batch)
+            d["waves"] = float(self.waves)
         return d
 
 

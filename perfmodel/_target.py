@@ -35,6 +35,13 @@ class AbstractTarget(eqx.Module):
         must be finite and positive."""
         check_positive_leaves(self, type(self).__name__)
 
+    def serving_capacity(self):
+        """Bytes of device memory that hold the weights and the KV cache, for the serving
+        engine's admission rule (`perfmodel.serve`); None where the family has its own
+        rule for what does not fit (an offload tier, a spill term, or an error from
+        `check`). Default: None."""
+        return None
+
     def default_mapping(self):
         """The mapping `evaluate` uses when given None, as an explicit pytree whose float
         leaves an optimizer may move; None for a family without mapping choices."""

@@ -66,7 +66,7 @@ def test_published_count_and_kv_bytes(name):
     assert w.state_bytes_per_sequence(16) == state
     assert w.kv_bytes_per_token(8) == kv / 2
     ops = w.decode(2.0, 1000.0)
-    rep = pm.evaluate(pm.hardware.preset("a100-80gb"), ops)
+    rep = pm.evaluate(pm.hardware.preset("h200"), ops)
     assert np.isfinite(float(rep.latency)) and float(rep.latency) > 0
     assert float(ops.kv_footprint) == pytest.approx(
         2 * (float(w.attended(1001.0)) * kv + state), rel=1e-6)

@@ -216,7 +216,7 @@ def test_datatype_peak_selection(a100):
 
 
 def test_offload_tier_used_when_model_does_not_fit():
-    hw = pm.hardware.preset("a100-40gb")
+    hw = pm.hardware.preset("a100-80gb-offload")
     wl = pm.workloads.preset("llama-2-70b")
     rep = pm.evaluate(hw, wl.decode(1.0, 128.0))
     assert "offload" in rep.bound_names()

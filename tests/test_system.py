@@ -30,9 +30,26 @@ def toy_spec(**over):
     return spec
 
 
+def _host_offload(hw, bandwidth=16e9):
+    """``hw`` with a 512 GB host-DRAM offload tier over PCIe (the T4 preset had one
+    before the GPU presets dropped theirs; these tests exercise the spill path)."""
+    from perfmodel.hardware._xpu import MemoryLevel, to_odds
+
+    level = MemoryLevel(bandwidth=jnp.asarray(bandwidth), capacity=jnp.asarray(512e9),
+                        energy_per_bit=jnp.asarray(20e-12), odds=jnp.asarray(to_odds(0.8)))
+    return eqx.tree_at(lambda h: h.offload, hw, level, is_leaf=lambda x: x is None)
+
+
+def _build(spec):
+    """`from_spec`, with the T4 units given their host offload tier."""
+    s = pm.hardware.from_spec(spec)
+    units = tuple(_host_offload(u) if getattr(u, "name", "") == "t4" else u for u in s.units)
+    return eqx.tree_at(lambda x: x.units, s, units)
+
+
 @pytest.fixture(scope="module")
 def toy():
-    return pm.hardware.from_spec(toy_spec())
+    return _build(toy_spec())
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +181,7 @@ def test_hard_placement_matches_argmax(toy, ops):
 
 def test_op_per_byte_policy(ops):
     """Duplex's policy: low-intensity matmuls on the low unit, the rest on the high one."""
-    s = pm.hardware.from_spec(toy_spec(
+    s = _build(toy_spec(
         system={"policy": "op_per_byte"},
         placement={"low": "aux", "high": "gpu", "threshold": 32.0}))
     p = np.asarray(s.placement(ops, hard=True))
@@ -185,7 +202,7 @@ def test_op_per_byte_fast_path_matches_the_general_one(ops, mode, monkeypatch):
     costed on the rows it may take (the low unit: eligible matmuls only). Against the
     general path (softmax of [rows, 2] logits, every unit on every row): latency and
     energy within 1e-6 smooth, exact hard, gradients (threshold included) within 1e-4."""
-    s = pm.hardware.from_spec(toy_spec(
+    s = _build(toy_spec(
         system={"policy": "op_per_byte", "mode": mode},
         placement={"low": "aux", "high": "gpu", "threshold": 32.0,
                    "low_kinds": ["attn_fused", "ffn_up"]}))
@@ -220,7 +237,7 @@ def test_op_per_byte_fast_path_matches_the_general_one(ops, mode, monkeypatch):
 
 
 def test_fastest_policy_is_never_slower_than_one_unit(ops):
-    s = pm.hardware.from_spec(toy_spec(system={"policy": "fastest"}, placement={}))
+    s = _build(toy_spec(system={"policy": "fastest"}, placement={}))
     t = float(pm.evaluate(s, ops, hard=True).latency)
     gpu_only = float(pm.evaluate(pm.hardware.preset("a100-80gb"), ops, hard=True).latency)
     assert t <= gpu_only * 1.001
@@ -241,14 +258,14 @@ def test_energy_components_and_static(toy, ops):
 
 def test_bad_input():
     with pytest.raises(ModelInputError, match=r"placement\.attn_fused = 'pim2'"):
-        pm.hardware.from_spec(toy_spec(placement={"attn_fused": "pim2"}))
+        _build(toy_spec(placement={"attn_fused": "pim2"}))
     with pytest.raises(ModelInputError, match=r"placement\.bogus is not an op kind"):
-        pm.hardware.from_spec(toy_spec(placement={"bogus": "gpu"}))
+        _build(toy_spec(placement={"bogus": "gpu"}))
     with pytest.raises(ModelInputError, match="mode"):
-        pm.hardware.from_spec(toy_spec(system={"mode": "parallel"}))
+        _build(toy_spec(system={"mode": "parallel"}))
     with pytest.raises(ModelInputError, match="not a hardware preset|unknown hardware"):
-        pm.hardware.from_spec(toy_spec(units={"gpu": "a100-80gb", "aux": "no-such-chip"}))
-    s = pm.hardware.from_spec(toy_spec())
+        _build(toy_spec(units={"gpu": "a100-80gb", "aux": "no-such-chip"}))
+    s = _build(toy_spec())
     ops = pm.workloads.preset("gpt2").decode(1.0, 128.0)
     with pytest.raises(ModelInputError, match=r"mapping\.logits has shape"):
         pm.evaluate(s, ops, Placement(jnp.zeros((3, 2))))
@@ -258,7 +275,7 @@ def test_bad_input():
 
 
 def _co_toy(**placement):
-    return pm.hardware.from_spec(toy_spec(
+    return _build(toy_spec(
         system={"policy": "op_per_byte", "mode": "blocked"},
         placement={"low": "aux", "high": "gpu", "threshold": 1e4,
                    "low_kinds": ["moe_up", "moe_down"], **placement}))
@@ -303,7 +320,7 @@ def test_co_processing_bad_input(moe_ops):
     with pytest.raises(ModelInputError, match="co_kinds holds 'norm'"):
         _co_toy(co_kinds=["norm"])
     with pytest.raises(ModelInputError, match='co_kinds needs mode = "blocked"'):
-        pm.hardware.from_spec(toy_spec(
+        _build(toy_spec(
             system={"policy": "op_per_byte", "mode": "concurrent"},
             placement={"low": "aux", "high": "gpu", "co_kinds": ["moe_up"]}))
 
@@ -314,7 +331,7 @@ def test_proportional_split(ops, mode):
     together, t_split = t_high t_low / (t_high + t_low), each unit busy t_split on it;
     in blocked mode the step is never slower than without the split; gradients finite."""
     def system(**placement):
-        return pm.hardware.from_spec(toy_spec(
+        return _build(toy_spec(
             system={"policy": "op_per_byte", "mode": mode},
             placement={"low": "aux", "high": "gpu", "threshold": 4.0,
                        "low_kinds": ["attn_fused", "attn_score", "attn_value"],
@@ -362,7 +379,7 @@ def test_proportional_split_bad_input():
     with pytest.raises(ModelInputError, match="split_kinds holds 'moe_up'"):
         _co_toy(co_kinds=["moe_up"], split_kinds=["moe_up"])
     with pytest.raises(ModelInputError, match="split_kinds needs two units"):
-        pm.hardware.from_spec(toy_spec(
+        _build(toy_spec(
             units={"gpu": "a100-80gb", "aux": "t4", "cpu": "neoverse-n1"},
             system={"policy": "kinds", "mode": "blocked"},
             placement={"default": "gpu", "split_kinds": ["ffn_up"]}))
@@ -371,7 +388,7 @@ def test_proportional_split_bad_input():
 def test_fastest_policy_keeps_collectives_on_the_default_unit():
     """A DRAM-PIM unit's host would count an all-reduce as a local memory pass (no
     network model), so `fastest` would pick it; collectives stay on the default unit."""
-    s = pm.hardware.from_spec(toy_spec(
+    s = _build(toy_spec(
         units={"gpu": "h100-sxm", "pim": "attacc-pim-bank"},
         system={"policy": "fastest"}, placement={"default": "gpu"}))
     ops = pm.workloads.preset("mixtral-8x7b").decode(32.0, 2048.0, tensor_parallel=4)

@@ -288,7 +288,7 @@ def test_decode_flops_per_token(name):
     # one token: 2 FLOP per weight (excluding the embedding lookup) + attention
     # (QK^T and PV: 2 x 2 x heads x head_dim x attended length per layer).
     w = wl(name)
-    ctx = 1024.0
+    ctx = 1000.0  # within GPT-2's 1024 positions
     ops = w.decode(1, ctx)
     non_embed = w.parameter_count() - (w.vocab + w.positions) * w.hidden
     if w.tie_embeddings:  # the LM head is the embedding table: its matmul still runs

@@ -509,7 +509,16 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
         for key in ("kv_lora_rank", "n_routed_experts"):
             reader.refuse(key, "latent attention (kv_lora_rank) and routed/shared experts "
                                f"(n_routed_experts) are read for {', '.join(MLA_MODEL_TYPES)}")
+    kw.setdefault("max_context", _max_context(reader))
     return LLM(name=name, **kw, **meta)
+
+
+def _max_context(c: ConfigReader) -> int:
+    """The configured maximum sequence length (0 when the config states none: Falcon,
+    Mamba and other position-free configs)."""
+    v = c.get("max_position_embeddings", "n_positions", "n_ctx", "seq_length",
+              "max_sequence_length")
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else 0
 
 
 def load_config(path, name: str | None = None) -> LLM:

@@ -38,11 +38,12 @@ in (attention, SSM, MoE or dense FFN layers), so a hybrid such as Jamba is one t
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
 
-from perfmodel._errors import ModelInputError
+from perfmodel._errors import ModelInputError, PlausibilityWarning
 from perfmodel._ops import Ops, concat_ops, make_ops
 from perfmodel.workloads._ssm import SSM, ssm_rows
 
@@ -86,6 +87,14 @@ def _as_float(x):
     """A count as a float: Python and NumPy integers become Python floats (exact to
     2^53); arrays and tracers (a `ModelShape`'s float fields) pass through."""
     return float(x) if isinstance(x, (int, np.integer)) else x
+
+
+def _plus(a, b):
+    """a + b for concrete scalars; None when either is traced or an array."""
+    try:
+        return float(a) + float(b)
+    except (TypeError, ValueError):
+        return None
 
 
 def _bits(name, value, lo=1.0, hi=32.0):
@@ -147,6 +156,8 @@ class LLM:
     dense_layers: int = 0       # MoE models: layers with a dense FFN of width dense_ffn
     dense_ffn: int = 0
     ssm: SSM | None = None      # state-space mixer of the SSM layers (Mamba, Jamba)
+    max_context: int = 0        # longest sequence (prompt + generated) the model was trained
+                                # or configured for (max_position_embeddings); 0 = unknown
     default_wbits: float = 16.0
     title: str = ""
     bibtex: str = ""
@@ -556,6 +567,27 @@ class LLM:
             else:
                 _positive(k, v)
 
+    def _check_context(self, what: str, length) -> None:
+        """A concrete sequence length beyond ``max_context``: an error when the model
+        stores learned position embeddings (there is no embedding for the position), a
+        `PlausibilityWarning` for rotary / position-free models, which engines run past
+        their trained length (the cost is modelled; the output quality is not).
+        Traced lengths pass: checks are eager."""
+        try:
+            n = float(length)
+        except (TypeError, ValueError):
+            return
+        if not self.max_context or n <= self.max_context:
+            return
+        if self.positions:
+            raise ModelInputError(
+                f"{what} = {n:g} tokens exceeds {self.name}'s {self.positions} learned "
+                f"position embeddings; it must be in [1, {self.max_context}].")
+        warnings.warn(PlausibilityWarning(
+            f"{what} = {n:g} tokens exceeds {self.name}'s maximum context of "
+            f"{self.max_context} (max_position_embeddings): the cost is modelled, the "
+            "output quality past the trained length is not."), stacklevel=3)
+
     def _footprints(self, B, L, wbits, kvbits, tp):
         """Resident weight and per-sequence memory (KV cache of the attended length plus
         any recurrent state) per device, bytes."""
@@ -589,6 +621,7 @@ class LLM:
         wbits = self.default_wbits if wbits is None else wbits
         self._check(attention, tensor_parallel, batch=batch, context=context, wbits=wbits,
                     abits=abits, kvbits=kvbits)
+        self._check_context("context + 1", _plus(context, 1.0))
         B, L = jnp.asarray(batch, float), jnp.asarray(context, float) + 1.0
         rows = self._layer_rows(B=B, q=1.0, L=L, wbits=wbits, abits=abits, kvbits=kvbits,
                                 attention=attention, tp=tensor_parallel, causal_half=False)
@@ -619,6 +652,7 @@ class LLM:
         wbits = self.default_wbits if wbits is None else wbits
         self._check(attention, tensor_parallel, batch=batch, prompt=prompt, wbits=wbits,
                     abits=abits, kvbits=kvbits)
+        self._check_context("prompt", prompt)
         B, P = jnp.asarray(batch, float), jnp.asarray(prompt, float)
         rows = self._layer_rows(B=B, q=P, L=P, wbits=wbits, abits=abits, kvbits=kvbits,
                                 attention=attention, tp=tensor_parallel, causal_half=True)
@@ -643,6 +677,7 @@ class LLM:
         kw = dict(wbits=wbits, abits=abits, kvbits=kvbits, attention=attention,
                   tensor_parallel=tensor_parallel, launches=launches)
         _positive("generate", generate)
+        self._check_context("prompt + generate", _plus(prompt, generate))
         G = jnp.asarray(generate, float)
         P = jnp.asarray(prompt, float)
         pre = self.prefill(batch, prompt, **kw)
