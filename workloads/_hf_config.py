@@ -509,7 +509,8 @@ def from_hf_config(cfg: dict, name: str = "custom", **meta) -> LLM:
         for key in ("kv_lora_rank", "n_routed_experts"):
             reader.refuse(key, "latent attention (kv_lora_rank) and routed/shared experts "
                                f"(n_routed_experts) are read for {', '.join(MLA_MODEL_TYPES)}")
-    kw.setdefault("max_context", _max_context(reader))
+    if "max_context" not in meta:  # a preset may state its own (GPT-3: unchecked)
+        kw.setdefault("max_context", _max_context(reader))
     return LLM(name=name, **kw, **meta)
 
 

@@ -33,8 +33,10 @@ def preset(name: str):
             + (f"; did you mean {', '.join(map(repr, hint))}?" if hint
                else f"; valid: {', '.join(names)}."))
     data = load_spec_file(path)
+    extra = {"max_context": int(data["max_context"])} if "max_context" in data else {}
     return from_hf_config(data["config"], name, title=data.get("title", ""),
-                          bibtex=data.get("bibtex", ""), published=data.get("published", {}))
+                          bibtex=data.get("bibtex", ""), published=data.get("published", {}),
+                          **extra)
 
 
 def load(path):
