@@ -162,7 +162,7 @@ def _resolve_target(target):
 
     if isinstance(target, (str, pathlib.Path)):
         ref = str(target)
-        if ref in hardware.list_presets():
+        if ref in hardware.list_presets() or ref == "host":
             return hardware.preset(ref), ref, ref, None, ref
         p = pathlib.Path(ref)
         if p.is_file():

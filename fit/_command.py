@@ -17,11 +17,18 @@ DEFAULT_FREE = {
 }
 
 
+#: The host target's (`perfmodel.hardware.host`): its clock under a VM, its achievable
+#: bandwidth and its per-op dispatch are what the machine does not tell.
+HOST_FREE = ["peak_flops.fp32", "dram.bandwidth", "launch_overhead"]
+
+
 def default_free(target) -> list[str]:
-    """The default free parameters of a target (``DEFAULT_FREE``), or an error that lists
-    its parameters."""
+    """The default free parameters of a target (``DEFAULT_FREE``; `HOST_FREE` for the
+    host), or an error that lists its parameters."""
     from perfmodel._sensitivity import parameter_names
 
+    if getattr(target, "name", "") == "host":
+        return list(HOST_FREE)
     names = DEFAULT_FREE.get(type(target).__name__)
     if names is None:
         raise ModelInputError(

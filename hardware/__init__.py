@@ -23,6 +23,7 @@ from perfmodel.hardware._bonded3d import Bonded3D
 from perfmodel.hardware._cim import CIM
 from perfmodel.hardware._dram_pim import DramPim, DramPimMapping
 from perfmodel.hardware._framework import EagerFramework
+from perfmodel.hardware._host import host, host_spec
 from perfmodel.hardware._lut import LUT, LUTMapping
 from perfmodel.hardware._optical import OpticalAccelerator, OpticalMapping
 from perfmodel.hardware._registry import (from_spec, list_presets, load, preset, price,
@@ -34,7 +35,7 @@ from perfmodel.hardware._xpu import DATATYPE_BITS, MATMUL_KINDS, XPU, MemoryLeve
 
 __all__ = ["XPU", "MemoryLevel", "DramPim", "DramPimMapping", "LUT", "LUTMapping", "CIM",
            "Bonded3D", "OpticalAccelerator", "OpticalMapping", "System", "Placement",
-           "EagerFramework",
+           "EagerFramework", "host", "host_spec",
            "DATATYPE_BITS", "MATMUL_KINDS", "preset", "load", "list_presets", "from_spec",
            "spec_sources", "price", "PlausibilityWarning", "NODES", "MEMORY_KINDS",
            "physical", "rescale_node", "tokens_per_dollar", "total_cost_of_ownership"]

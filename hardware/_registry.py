@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from perfmodel._errors import ModelInputError
 from perfmodel._spec import SpecReader, closest_names, load_spec_file
 from perfmodel.hardware import _technology as tech
-from perfmodel.hardware._xpu import (COMPUTE_AREA_7NM, DATATYPE_BITS, LINK_AREA,
+from perfmodel.hardware._xpu import (COMPUTE_AREA_7NM, DATATYPE_BITS, LINK_AREA, MMA_M,
                                      SRAM_ARRAY_EFFICIENCY, UNIT_AREA_7NM, XPU, MemoryLevel,
                                      to_odds)
 
@@ -78,6 +78,7 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
         dram_latency=jnp.asarray(eff("dram_latency", unit="_us")),
         datatypes=datatypes,
         offload_kind=kind,
+        mma_rows=float(r.number("compute", "mma_rows", default=MMA_M)),
         **xpu_area_fields(r),
         **r.identity(),
     )
@@ -268,7 +269,11 @@ def _preset_cached(name: str):
 
 
 def preset(name: str):
-    """A bundled hardware preset by name (e.g. ``"a100-80gb"``); see `list_presets()`."""
+    """A bundled hardware preset by name (e.g. ``"a100-80gb"``); see `list_presets()`.
+    ``"host"`` is this machine (`perfmodel.hardware.host`, read and measured once per
+    process)."""
+    if name == "host":
+        return _host_cached()
     names = list_presets()
     if name not in names:
         hint = closest_names(name, names)
@@ -277,6 +282,13 @@ def preset(name: str):
             + (f"; did you mean {', '.join(map(repr, hint))}?" if hint
                else f"; valid: {', '.join(names)}."))
     return _preset_cached(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _host_cached():
+    from perfmodel.hardware._host import host
+
+    return host()
 
 
 def spec_sources(name: str) -> dict:

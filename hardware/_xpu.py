@@ -6,7 +6,8 @@ Model, per op row and instance (all SI; see docs/models.md for the derivation):
                 (matmul rows; element-wise rows use the fp32 vector datapath)
     tiles     = groups * ceil(m / tile_m) * ceil(n / tile_n)   (output tiles)
     waves     = tiles / units
-    pad_eff   = m / (MMA_M * ceil(m / MMA_M))                   (tensor-core row padding)
+    pad_eff   = m / (MMA_M * ceil(m / MMA_M))                   (matrix-instruction row padding;
+                                                                 MMA_M = mma_rows, 16 on tensor cores)
     split_eff = max_{s in SPLIT_K} q(s * waves) * k_s / (k_s + k_half),  k_s = k / s,
                 q(x) = x / ceil(x)     (wave quantization and pipeline fill per tile,
                                         at the best split-K factor s)
@@ -150,6 +151,9 @@ class XPU(AbstractUnit):
     bibtex: str = eqx.field(static=True)
     title: str = eqx.field(static=True, default="")
     offload_kind: str = eqx.field(static=True, default="")
+    # rows of one matrix instruction: a GEMM with fewer rows pads to it (16 for tensor
+    # cores, `MMA_M`; 1 for a CPU's SIMD FMAs, which broadcast one row at a time)
+    mma_rows: float = eqx.field(static=True, default=MMA_M)
     # technology, area and cost (static: technology constants, not design knobs; SI at
     # ``node``; docs/cost.md)
     node: str = eqx.field(static=True, default=tech.REFERENCE_NODE)
@@ -315,7 +319,7 @@ class XPU(AbstractUnit):
             tiles_m = smooth_ceil(m * (1.0 / self.tile_m), hard=hard)
             tiles_n = smooth_ceil(n * (1.0 / self.tile_n), hard=hard)
             waves = ops.groups[mm] * tiles_m * tiles_n * (1.0 / self.units)
-            pad_eff = m / (MMA_M * smooth_ceil(m / MMA_M, hard=hard))  # ops only
+            pad_eff = m / (self.mma_rows * smooth_ceil(m / self.mma_rows, hard=hard))
             t_parts.append(ops.flops[mm] * inv_eff
                            / (peak * pad_eff * self.split_k_efficiency(waves, k, hard=hard)))
             gemm_l2 = ((ops.act_in_bytes[mm] * tiles_n

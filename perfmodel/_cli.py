@@ -410,6 +410,22 @@ def _progress_line(done, total, label):
     sys.stderr.flush()
 
 
+def cmd_measure(a):
+    from perfmodel.fit._measure import measure
+
+    # progress always: the harness takes minutes, and its lines go to stderr
+    s = measure(a.out, quick=a.quick, progress=_progress_line)
+    if a.json:
+        print(json.dumps(s, indent=2))
+        return
+    print(f"measured {s['device']} on {s['date']}: {s['rows']} rows -> {s['out']}")
+    print(f"  memory stream  {s['stream_bandwidth'] / 1e9:.3g} GB/s (the host target's DRAM "
+          "bandwidth)")
+    for k, v in s["attention"].items():
+        print(f"  attention {k:<10}{_fmt_time(v)}")
+    print(f"next: perfmodel calibrate --hardware host --data {s['out']}")
+
+
 def cmd_calibrate(a):
     from perfmodel.fit import calibrate, write_presets
 
@@ -632,6 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=None,
                    help="show the N largest elasticities only")
     s.set_defaults(func=cmd_sensitivity)
+
+    s = sub.add_parser("measure", help="microbenchmarks on this machine's JAX backend, "
+                       "written as a measurement table for perfmodel calibrate")
+    s.add_argument("--out", required=True, help="measurement table to write (.csv)")
+    s.add_argument("--quick", action="store_true", help="a few shapes only (~30 s)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_measure)
 
     s = sub.add_parser("validate", help="the GPU model against published serving "
                        "measurements (fit/data/serving/)")

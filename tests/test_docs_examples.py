@@ -56,6 +56,8 @@ SKIP = {
     "perfmodel bench codesign": "runs every method on five problems (~10 min); the command "
                                 "and its JSON rows are tests/test_opt.py::test_bench_codesign"
                                 "_json on a small problem",
+    "perfmodel measure": "microbenchmarks this machine (~2-4 min); the harness on small "
+                         "shapes and its table through calibrate are tests/test_measure.py",
     "perfmodel bench": "a timing run (minutes); every benchmark case is evaluated in "
                        "tests/test_cli.py::test_bench_has_a_case_per_family",
     "perfmodel predict --hardware runs/cim/best.toml": "reads the spec the optimize "
