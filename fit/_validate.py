@@ -15,6 +15,8 @@ ttft_s                 ``prefill(B, P)`` latency plus one decode step at context
 power_w                the request's energy / latency (one GPU)
 =====================  ==================================================================
 
+The decode-attention kernel follows the engine version (`TRTLLM_XQA_VERSION`:
+TensorRT-LLM before XQA reads each GQA group's K/V once per query head).
 Rows whose batch the engine chose (continuous or saturated serving: ``batching`` other
 than ``static``) are listed as not evaluated: continuous batching is not modelled yet.
 Rows tagged ``software-anomaly`` (a slow software path, per the source's own sibling
@@ -55,6 +57,25 @@ def load_serving(paths=None) -> list[dict]:
     return rows
 
 
+#: TensorRT-LLM releases before this one decode grouped-query attention with the masked
+#: multi-head attention kernel: one thread block per query head, each reading its
+#: group's K/V (`attention="per-head"`). The XQA kernel that shares the reads arrived
+#: with the v0.7 pre-release H200 measurements (2,941 tok/s/GPU for Llama-70B 128/2048
+#: on one H200 "with XQA", 1,227 without: github:NVIDIA/TensorRT-LLM@585c7565:docs/
+#: source/blogs/XQA-kernel.md, "reducing data loading"; released in v0.8).
+TRTLLM_XQA_VERSION = (0, 7)
+
+
+def _attention(r) -> str:
+    """The decode-attention kernel the row's engine ran (`TRTLLM_XQA_VERSION`)."""
+    if r["framework"] == "tensorrt-llm":
+        head = r["framework_version"].split()[0].rstrip("abcdefghijklmnopqrstuvwxyz")
+        parts = tuple(int(p) for p in head.split(".")[:2] if p.isdigit())
+        if parts and parts < TRTLLM_XQA_VERSION:
+            return "per-head"
+    return "fused"
+
+
 def _bits(r, key):
     v = r.get(key) or ""
     return float(v) if v else 16.0
@@ -76,7 +97,8 @@ def predict_row(r: dict):
     # batch) allocates the batch's own KV cache, not a share of free memory: the whole
     # memory after the weights (the source's batch ran)
     kw = dict(batch=B, wbits=_bits(r, "wbits"), abits=_bits(r, "abits"),
-              kvbits=_bits(r, "kvbits"), tensor_parallel=tp, hard=True, kv_fraction=1.0)
+              kvbits=_bits(r, "kvbits"), tensor_parallel=tp, hard=True, kv_fraction=1.0,
+              attention=_attention(r))
     with warnings.catch_warnings():
         # engines run rotary models past max_position_embeddings (GPT-J at 2048 + 128)
         warnings.simplefilter("ignore", PlausibilityWarning)

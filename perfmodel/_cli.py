@@ -621,7 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight bits: one number, or per group, e.g. attention=8,ffn=3")
     s.add_argument("--abits", type=_finite("abits"), default=16.0)
     s.add_argument("--kvbits", type=_finite("kvbits"), default=16.0)
-    s.add_argument("--attention", choices=("fused", "standard"), default="fused")
+    s.add_argument("--attention", choices=("fused", "per-head", "standard"), default="fused",
+                   help="fused (flash; GQA heads share K/V reads, default), per-head (each "
+                   "query head reads its K/V: pre-XQA TensorRT-LLM decode) or standard")
     s.add_argument("--tensor-parallel", type=int, default=None, metavar="N",
                    help="LLM: split heads and FFN over N devices with an all-reduce per "
                    "sublayer (N divides the KV heads and the FFN width; default 1)")

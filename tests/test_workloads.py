@@ -686,3 +686,25 @@ def test_fused_prefill_attention_traffic_by_hand():
                  )["attn_fused"] for P in (5000.0, 20000.0)}
     # quadratic in the prompt (L x q / B_q re-reads), not cubic: 16x for 4x the prompt
     assert t[20000.0] / t[5000.0] == pytest.approx(16.0, rel=0.05)
+
+
+def test_per_head_attention_reads_kv_once_per_query_head():
+    """attention="per-head" (a masked-MHA decode kernel without GQA sharing): the fused
+    row's K/V reads times r = heads / kv_heads in decode; the same for an MHA model."""
+    def kv_read(name, attention, **kw):
+        ops = pm.workloads.preset(name).decode(4.0, 1000.0, attention=attention, **kw)
+        i = ops.names.index("attn_fused")
+        return float(ops.kv_read_bytes[i]), float(ops.flops[i])
+
+    gqa = pm.workloads.preset("llama-2-70b")
+    r = gqa.heads // gqa.kv_heads
+    assert r == 8
+    fused, f_flops = kv_read("llama-2-70b", "fused")
+    per_head, p_flops = kv_read("llama-2-70b", "per-head")
+    assert per_head == pytest.approx(r * fused, rel=1e-6)
+    assert p_flops == pytest.approx(f_flops, rel=1e-6)     # same arithmetic
+    # by hand: 2 (K and V) x B x kv_heads x L x head_dim x 2 bytes, x r
+    assert per_head == pytest.approx(2 * 4 * 8 * 1001 * 128 * 2 * r, rel=1e-6)
+    mha_fused, _ = kv_read("llama-2-7b", "fused")
+    mha_per_head, _ = kv_read("llama-2-7b", "per-head")
+    assert mha_per_head == pytest.approx(mha_fused, rel=1e-6)

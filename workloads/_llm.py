@@ -12,6 +12,7 @@ attn_score      [r q, dh] x [dh, L]     K cache read; scores written (standard a
 attn_softmax    element-wise, B h q L   scores read + written
 attn_value      [r q, L] x [L, dh]      V cache read; scores read; context out
 attn_fused      score+softmax+value     K,V read once per query block; no score traffic
+                                        ("per-head": once per query head and block)
 out_proj        [T, h dh] x [h dh, d]   weights
 ffn_up          [T, d] x [d, f (x2)]    weights (gate and up fused when gated)
 ffn_act         element-wise            (SiLU(gate) * up, or GELU)
@@ -66,7 +67,7 @@ FLASH_BLOCK_Q = 128.0
 #: Gauss-Legendre nodes used to integrate decode over the growing context.
 QUADRATURE_NODES = 4
 
-ATTENTION_IMPLS = ("standard", "fused")
+ATTENTION_IMPLS = ("standard", "fused", "per-head")
 #: Weight groups that may take their own bit-width (`LLM.group_bits`).
 WEIGHT_GROUPS = ("attention", "ffn")
 _ATTN_KINDS = ("attn_score", "attn_softmax", "attn_value", "attn_fused")
@@ -421,6 +422,10 @@ class LLM:
             else:
                 frac = 0.5 if causal_half else 1.0
                 blocks = jnp.maximum(r * q / FLASH_BLOCK_Q, 1.0)
+                if attention == "per-head":
+                    # each query head's thread block reads its group's K/V itself (a
+                    # masked-MHA decode kernel without GQA sharing): r reads per group
+                    blocks = r * jnp.maximum(q / FLASH_BLOCK_Q, 1.0)
                 flops = 4 * B * h * q * L * hd * frac + SOFTMAX_FLOPS * B * h * q * L * frac
                 rows.append(dict(name="attn_fused", kind="attn_fused", m=r * q, n=L * frac,
                                  k=hd, groups=B * g, flops=flops, compute_bits=at_bits,
@@ -614,7 +619,10 @@ class LLM:
 
         Other arguments: ``wbits/abits/kvbits`` bit-widths (weights default to the model's
         native width, 1.58 for ternary models); ``attention`` "fused" (IO-aware,
-        FlashAttention-style traffic) or "standard" (scores materialized);
+        FlashAttention-style traffic; the query heads of a GQA group share one read of
+        its K/V), "per-head" (fused, but each query head reads its group's K/V itself:
+        TensorRT-LLM's masked-MHA decode kernel before XQA) or "standard" (scores
+        materialized);
         ``tensor_parallel`` splits heads/FFN over devices and adds all-reduce rows (the
         Ops are per device); ``launches`` overrides kernel launches per op kind.
         """
