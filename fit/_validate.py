@@ -85,8 +85,11 @@ def predict_row(r: dict):
     """The model's value of one static-batch row (exact model), or None with a reason."""
     from perfmodel import hardware, serve, workloads
 
+    if r["batching"] == "continuous-saturated" and r["metric"] in (
+            "output_tokens_per_s", "tokens_per_s_per_gpu"):
+        return _saturated(r), None
     if r["batching"] != "static" or not r.get("batch"):
-        return None, "engine-chosen batch (continuous batching is not modelled)"
+        return None, "continuous serving at a request rate (arrivals and queueing are not modelled)"
     if r["metric"] not in KIND or r["metric"] == "itl_s":
         return None, f"metric {r['metric']} has no static-batch model"
     hw = hardware.preset(r["hardware"])
@@ -111,6 +114,30 @@ def predict_row(r: dict):
     value = {"e2e_s": lat, "tokens_per_s_per_gpu": B * G / lat / tp,
              "output_tokens_per_s": B * G / lat, "power_w": float(rep.power)}[r["metric"]]
     return value, None
+
+
+#: Requests offered to a saturated server: every request of the run is queued at once, so
+#: the server runs as many as its KV cache admits (`perfmodel.serve`, continuous phase).
+SATURATED_OFFER = 1e6
+
+
+def _saturated(r) -> float:
+    """Output throughput of a saturated server: the steady-state continuous-batching step
+    (`LLM.continuous`) at the concurrency the KV cache admits (TensorRT-LLM's default 90 %
+    of the free memory, reserved per request at its full length)."""
+    from perfmodel import hardware, serve, workloads
+
+    hw = hardware.preset(r["hardware"])
+    wl = workloads.preset(r["workload"])
+    tp = int(float(r["tensor_parallel"] or 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlausibilityWarning)
+        rep = serve(hw, wl, "continuous", batch=SATURATED_OFFER, prompt=float(r["prompt"]),
+                    generate=float(r["generate"]), wbits=_bits(r, "wbits"),
+                    abits=_bits(r, "abits"), kvbits=_bits(r, "kvbits"), tensor_parallel=tp,
+                    attention=_attention(r), hard=True)
+    tps = float(rep.tokens_per_s)
+    return tps / tp if r["metric"] == "tokens_per_s_per_gpu" else tps
 
 
 def validate(paths=None, *, progress=None) -> dict:

@@ -27,7 +27,7 @@ import sys
 
 from perfmodel._errors import ModelInputError
 
-PHASES = ("decode", "prefill", "request", "inference")
+PHASES = ("decode", "prefill", "request", "continuous", "inference")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,7 +78,8 @@ def _load_workload(ref: str):
 #: Workload-shape flags of `predict` each phase uses (the others are an error), and
 #: their defaults when not given.
 PHASE_FLAGS = {"decode": ("batch", "context"), "prefill": ("batch", "prompt"),
-               "request": ("batch", "prompt", "generate"), "inference": ("batch",)}
+               "request": ("batch", "prompt", "generate"),
+               "continuous": ("batch", "prompt", "generate"), "inference": ("batch",)}
 SHAPE_DEFAULTS = {"batch": 1.0, "prompt": 512.0, "context": 1024.0, "generate": 128.0}
 
 
@@ -112,9 +113,9 @@ def _shape_flags(a, phase: str, what: str, wl=None) -> dict:
 def _llm_phase(wl, a):
     """(phase, shape, builder keywords) of an LLM's ``predict`` flags."""
     phase = a.phase or "decode"
-    if phase not in ("decode", "prefill", "request"):
+    if phase not in ("decode", "prefill", "request", "continuous"):
         raise ModelInputError(f"--phase {phase} is not valid for the LLM {wl.name}; "
-                              "valid: decode, prefill, request.")
+                              "valid: decode, prefill, request, continuous.")
     n = _shape_flags(a, phase, f"--phase {phase}" if a.phase else
                      "--phase decode (the default for an LLM)", wl)
     kw = dict(wbits=a.wbits, abits=a.abits, kvbits=a.kvbits, attention=a.attention,
@@ -138,7 +139,8 @@ def _phase_ops(wl, a):
                                   "one number.")
         return wl.inference(n["batch"], wbits=a.wbits or 16.0, abits=a.abits)
     phase, n, kw = _llm_phase(wl, a)
-    return getattr(wl, phase)(**n, **kw)
+    # positional, in PHASE_FLAGS order (continuous calls its batch the concurrency)
+    return getattr(wl, phase)(*(n[k] for k in PHASE_FLAGS[phase]), **kw)
 
 
 def _fmt_time(t: float) -> str:
@@ -285,7 +287,11 @@ def _print_echo(echo: dict) -> None:
         room = (f"{_fmt_bytes(m['weights_bytes'])} weights + "
                 f"{_fmt_bytes(m['kv_cache_bytes'])} KV cache of "
                 f"{_fmt_bytes(m['capacity_bytes'])} per device")
-        if m["offload_tier"]:
+        if c["phase"] == "continuous":
+            verdict = ("all in flight at once" if m["concurrent_batch"] >= c["batch"] else
+                       f"the KV cache admits {m['concurrent_batch']:.0f} requests at once; "
+                       "the rest queue")
+        elif m["offload_tier"]:
             verdict = "beyond it streamed from the offload tier" if not m["fits_in_memory"] \
                 else "fits"
         elif m["waves"] <= 1:
@@ -610,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     # shape flags: whole numbers, each used by some phases only (PHASE_FLAGS); unset
     # ones take SHAPE_DEFAULTS
     s.add_argument("--batch", type=_finite("batch"), default=None,
-                   help="sequences (LLM) or images (CNN), a positive integer (default 1)")
+                   help="sequences (LLM; for --phase continuous the requests in flight) or "
+                   "images (CNN), a positive integer (default 1)")
     s.add_argument("--prompt", type=_finite("prompt"), default=None,
                    help="prompt tokens, prefill and request phases (default 512)")
     s.add_argument("--context", type=_finite("context"), default=None,

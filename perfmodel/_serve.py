@@ -16,7 +16,9 @@ with C the device memory (`AbstractTarget.serving_capacity`), W the weight footp
 kv_seq one sequence's KV cache (and recurrent state) at its final length: prompt for
 prefill, context + 1 for a decode step, prompt + generate for a request (the engine
 reserves the whole request's cache at admission, TensorRT-LLM's default
-GUARANTEED_NO_EVICT policy).
+GUARANTEED_NO_EVICT policy). The ``continuous`` phase (steady-state in-flight batching,
+`LLM.continuous`) has no waves: ``batch`` is the concurrency asked for, and the server
+runs ``min(batch, b_max)`` requests at once (the rest queue).
 
 When a design has an offload tier (an ``[offload]`` section: the user asked for
 LLM-in-a-flash / FlexGen-style streaming), `serving_capacity` is None and the phase runs
@@ -36,7 +38,7 @@ import numpy as np
 from perfmodel._errors import ModelInputError
 from perfmodel._evaluate import evaluate
 from perfmodel._report import Report
-from perfmodel._smooth import smooth_ceil, smooth_relu
+from perfmodel._smooth import smooth_ceil, smooth_min, smooth_relu
 from perfmodel._target import AbstractTarget, any_traced, format_bytes
 
 #: Share of the memory left after the weights that a serving engine gives its KV cache
@@ -48,7 +50,7 @@ KV_CACHE_FRACTION = 0.9
 _ONE_BYTE = 1.0
 
 #: Phases `serve` runs, and the builder argument holding each one's final length.
-PHASES = ("decode", "prefill", "request")
+PHASES = ("decode", "prefill", "request", "continuous")
 
 
 def serve(hardware: AbstractTarget, workload, phase: str = "request", *, batch=1.0,
@@ -61,8 +63,8 @@ def serve(hardware: AbstractTarget, workload, phase: str = "request", *, batch=1
 
     - ``hardware``: a target (`perfmodel.hardware.preset(...)`).
     - ``workload``: an `LLM` (`perfmodel.workloads.preset(...)`).
-    - ``phase``: ``"request"`` (default), ``"decode"`` or ``"prefill"``.
-    - ``batch``: sequences requested.
+    - ``phase``: ``"request"`` (default), ``"decode"``, ``"prefill"`` or ``"continuous"``.
+    - ``batch``: sequences requested (for ``continuous``: the concurrency asked for).
     - ``phase_options``: the phase builder's own arguments (``prompt``, ``context``,
       ``generate``, ``wbits``, ``abits``, ``kvbits``, ``tensor_parallel``, ...).
 
@@ -105,6 +107,16 @@ def serve(hardware: AbstractTarget, workload, phase: str = "request", *, batch=1
     b_max = free / per_seq
     if hard:
         b_max = jnp.floor(b_max)
+    if phase == "continuous":
+        # a server admits at most b_max requests; the rest queue (no waves: the step is
+        # the steady state of whatever runs)
+        running = smooth_min(B, b_max, hard=hard)
+        if not any_traced((batch, running)) and float(running) == float(batch):
+            run_ops = ops
+        else:
+            run_ops = build(running, **phase_options)
+        rep = evaluate(hardware, run_ops, mapping, hard=hard, check=check)
+        return _with_waves(rep, running, jnp.asarray(1.0))
     waves = smooth_ceil(B / b_max, hard=hard)
     if not any_traced((batch, waves)) and float(waves) == 1.0:
         wave_ops = ops  # it fits: the ops already built

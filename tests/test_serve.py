@@ -130,3 +130,38 @@ def test_serve_refuses_bad_input(a100, llama7):
         pm.serve(a100, llama7, kv_fraction=1.5)
     with pytest.raises(pm.ModelInputError, match="LLM"):
         pm.serve(a100, pm.workloads.preset("resnet-50"))
+
+
+def test_continuous_step_by_hand():
+    """One steady-state step: C decode tokens plus C P / G prompt tokens through the
+    weights once; decode attention at the mean context, prefill attention of C / G
+    prompts; C output tokens."""
+    wl = pm.workloads.preset("llama-2-7b")
+    C, P, G = 64.0, 512.0, 256.0
+    ops = wl.continuous(C, P, G)
+    dec = wl.decode(C, P + G / 2)
+    pre = wl.prefill(C / G, P)
+    assert float(ops.tokens) == C
+    i = ops.names.index("ffn_up")
+    assert float(ops.m[i]) == pytest.approx(C * (1 + P / G))
+    assert float(ops.weight_bytes[i]) == pytest.approx(
+        float(dec.weight_bytes[dec.names.index("ffn_up")]))
+    for name, ref in (("attn_fused", dec), ("prefill_attn_fused", pre)):
+        j, k = ops.names.index(name), ref.names.index("attn_fused")
+        assert float(ops.kv_read_bytes[j]) == pytest.approx(float(ref.kv_read_bytes[k]),
+                                                            rel=1e-6)
+        assert float(ops.flops[j]) == pytest.approx(float(ref.flops[k]), rel=1e-6)
+    # the KV cache reserved for whole requests
+    assert float(ops.kv_footprint) == pytest.approx(
+        C * (P + G) * wl.kv_bytes_per_token(16.0), rel=1e-6)
+
+
+def test_continuous_serve_caps_concurrency_at_the_kv_cache(a100, llama7):
+    kw = dict(prompt=1024.0, generate=1024.0, hard=True)
+    cap = float(pm.admitted_batch(a100, llama7, "continuous", **kw))
+    rep = pm.serve(a100, llama7, "continuous", batch=10 * cap, **kw)
+    assert float(rep.batch) == cap and float(rep.waves) == 1.0
+    small = pm.serve(a100, llama7, "continuous", batch=8.0, **kw)
+    assert float(small.batch) == 8.0
+    # more requests in flight: more output tokens per second, up to the cap
+    assert float(rep.tokens_per_s) > float(small.tokens_per_s)

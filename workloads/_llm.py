@@ -670,6 +670,51 @@ class LLM:
                         weight_footprint=wfp, kv_footprint=kfp, phase="prefill",
                         workload=self.name)
 
+    def continuous(self, concurrency=64.0, prompt=512.0, generate=128.0, *, wbits=None,
+                   abits=16.0, kvbits=16.0, attention: str = "fused",
+                   tensor_parallel: int = 1, launches: dict | None = None) -> Ops:
+        """One steady-state step of continuous (in-flight) batching with chunked prefill:
+        ``concurrency`` requests of ``prompt`` + ``generate`` tokens in flight, each
+        finished request replaced at once. Per step every running request decodes one
+        token at the mean context ``prompt + generate / 2`` (attention cost is linear in
+        it), and the arriving requests' prompts are prefilled at the steady-state rate,
+        ``concurrency / generate`` requests (``concurrency x prompt / generate`` tokens)
+        per step, in the same batched GEMMs: the projection and FFN rows carry all
+        ``concurrency (1 + prompt / generate)`` tokens and read the weights once; the
+        attention rows are the decode rows plus the prefill rows (named ``prefill_*``).
+        tokens = concurrency (output tokens per step), so tokens_per_s is the output
+        throughput and the step time the inter-token latency. The KV footprint is the
+        whole requests' (reserved at admission). Other arguments as in `decode`.
+        """
+        wbits = self.default_wbits if wbits is None else wbits
+        self._check(attention, tensor_parallel, concurrency=concurrency, prompt=prompt,
+                    generate=generate, wbits=wbits, abits=abits, kvbits=kvbits)
+        if self.is_mla or self.ssm is not None:
+            raise ModelInputError(
+                f"{self.name}: the continuous phase is modelled for attention models "
+                "without latent attention or state-space layers.")
+        self._check_context("prompt + generate", _plus(prompt, generate))
+        C = jnp.asarray(concurrency, float)
+        P, G = jnp.asarray(prompt, float), jnp.asarray(generate, float)
+        arriving = C / G                     # requests prefilled per step
+        tokens = C + arriving * P            # tokens through the weights per step
+        kw = dict(wbits=wbits, abits=abits, kvbits=kvbits, attention=attention,
+                  tp=tensor_parallel)
+        linear = self._layer_rows(B=tokens, q=1.0, L=1.0, causal_half=False, **kw)
+        decode = self._layer_rows(B=C, q=1.0, L=P + 0.5 * G + 1.0, causal_half=False, **kw)
+        prefill = self._layer_rows(B=arriving, q=P, L=P, causal_half=True, **kw)
+        attn = [r for r in decode if r["kind"] in _ATTN_KINDS]
+        attn += [dict(r, name="prefill_" + r["name"]) for r in prefill
+                 if r["kind"] in _ATTN_KINDS]
+        at = next(i for i, r in enumerate(linear) if r["kind"] in _ATTN_KINDS)
+        rows = ([r for r in linear[:at]] + attn
+                + [r for r in linear[at:] if r["kind"] not in _ATTN_KINDS])
+        rows += self._head_rows(B=C + arriving, T=tokens, abits=abits, tp=tensor_parallel)
+        wfp, kfp = self._footprints(C, P + G, wbits, kvbits, tensor_parallel)
+        return make_ops(self._apply_launches(rows, launches), tokens=C,
+                        weight_footprint=wfp, kv_footprint=kfp, phase="continuous",
+                        workload=self.name)
+
     def request(self, batch=1.0, prompt=512.0, generate=128.0, *, wbits=None, abits=16.0,
                 kvbits=16.0, attention: str = "fused", tensor_parallel: int = 1,
                 launches: dict | None = None) -> Ops:
