@@ -79,11 +79,22 @@ def xpu_from_spec(data: dict, label: str) -> XPU:
         datatypes=datatypes,
         offload_kind=kind,
         mma_rows=float(r.number("compute", "mma_rows", default=MMA_M)),
+        datapath_scale=_datapath_scale(r, datatypes, eff("compute", hi=0.999)),
         **xpu_area_fields(r),
         **r.identity(),
     )
     r.finish_target()
     return hw
+
+
+def _datapath_scale(r: SpecReader, datatypes, compute: float) -> tuple:
+    """Per datatype, ``efficiency.<datatype>`` (a measured large-GEMM share of that
+    datapath's peak) over ``efficiency.compute``; 1 where none is given."""
+    out = []
+    for d in datatypes:
+        share = r.number("efficiency", d, default=0.0, hi=0.999)  # 0: not given
+        out.append(float(share) / float(compute) if share > 0 else 1.0)
+    return tuple(out) if any(s != 1.0 for s in out) else ()
 
 
 def technology_fields(r: SpecReader, *, memory: str | None = "ddr5") -> dict:

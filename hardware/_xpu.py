@@ -2,8 +2,10 @@
 
 Model, per op row and instance (all SI; see docs/models.md for the derivation):
 
-    peak      = peak FLOP/s of the fastest datapath with bits >= compute_bits
-                (matmul rows; element-wise rows use the fp32 vector datapath)
+    peak      = peak FLOP/s of the fastest datapath with bits >= compute_bits, times
+                its efficiency relative to eta_compute where one is measured
+                (``efficiency.fp8``: datapath_scale); matmul rows; element-wise rows
+                use the fp32 vector datapath
     tiles     = groups * ceil(m / tile_m) * ceil(n / tile_n)   (output tiles)
     waves     = tiles / units
     pad_eff   = m / (MMA_M * ceil(m / MMA_M))                   (matrix-instruction row padding;
@@ -154,6 +156,10 @@ class XPU(AbstractUnit):
     # rows of one matrix instruction: a GEMM with fewer rows pads to it (16 for tensor
     # cores, `MMA_M`; 1 for a CPU's SIMD FMAs, which broadcast one row at a time)
     mma_rows: float = eqx.field(static=True, default=MMA_M)
+    # per datatype (in `datatypes` order), its large-GEMM efficiency over
+    # `compute_efficiency` (1 where the datapath reaches the same share of its peak;
+    # spec key ``efficiency.<datatype>``: a measured share of that datapath's peak)
+    datapath_scale: tuple = eqx.field(static=True, default=())
     # technology, area and cost (static: technology constants, not design knobs; SI at
     # ``node``; docs/cost.md)
     node: str = eqx.field(static=True, default=tech.REFERENCE_NODE)
@@ -222,8 +228,9 @@ class XPU(AbstractUnit):
         compare per datapath, where a soft-argmax halved the benchmark's throughput."""
         # one [rows] column per datatype, folded pairwise: no [rows, dtypes] array, whose
         # slicing and tie-splitting max gradient cost more than the roofline itself
+        scale = self.datapath_scale or (1.0,) * len(self.datatypes)
         peaks = [smooth_step(DATATYPE_BITS[d] - compute_bits + 0.5, _BITS_STEP_WIDTH,
-                             hard=hard) * self.peak_flops[i]  # step: ops only
+                             hard=hard) * (self.peak_flops[i] * scale[i])  # step: ops only
                  for i, d in enumerate(self.datatypes)]
         return functools.reduce(jnp.maximum, peaks)
 

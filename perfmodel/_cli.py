@@ -495,7 +495,7 @@ def cmd_validate(a):
         return
     s = v["summary"]
     print(f"GPU serving validation (fit/data/serving/): {s['evaluated']} rows evaluated, "
-          f"{s['skipped']} not (engine-chosen batch), {s['software_anomaly']} software "
+          f"{s['skipped']} not (serving at a request rate), {s['software_anomaly']} software "
           "anomalies listed apart")
     print(f"  MAPE {s['mape'] * 100:.1f}%, median predicted/measured {s['median_ratio']:.2f}")
     for k, g in s["by_kind"].items():

@@ -214,8 +214,9 @@ def test_fitted_column_is_validated(tmp_path):
 
 def test_validate_rebuilds_serving_rows(tmp_path, capsys):
     """`perfmodel validate`: a static row is rebuilt from its conditions (request, TP,
-    bits) and compared; an engine-chosen batch is listed, not evaluated; the CLI prints
-    the summary keys."""
+    bits) and compared; a row at a finite request rate is listed, not evaluated; a
+    saturated-server row is the continuous phase at the admitted concurrency; the CLI
+    prints the summary keys."""
     import csv
 
     from perfmodel.fit import load_serving, validate
@@ -223,8 +224,9 @@ def test_validate_rebuilds_serving_rows(tmp_path, capsys):
     rows = load_serving()
     assert len(rows) > 300 and all(r["source"] for r in rows)
     keep = [r for r in rows if r["id"] in {
-        "nemo-h100-sxm-llama-2-7b-tp1-b1-128-20", "sglang-h200-llama-3-70b-tp4-rr1-ttft"}]
-    assert len(keep) == 2
+        "nemo-h100-sxm-llama-2-7b-tp1-b1-128-20", "sglang-h200-llama-3-70b-tp4-rr1-ttft",
+        "trt10-sat-h100-sxm-llama-3-8b-tp1-128-2048"}]
+    assert len(keep) == 3
     path = tmp_path / "few.csv"
     fields = [k for k in keep[0] if k != "file"]
     with open(path, "w", newline="") as fh:
@@ -238,5 +240,12 @@ def test_validate_rebuilds_serving_rows(tmp_path, capsys):
     expect = float(pm.evaluate(pm.hardware.preset("h100-sxm"), ops, hard=True).latency)
     assert nemo["predicted"] == pytest.approx(expect, rel=1e-6)
     assert nemo["rel_error"] == pytest.approx(expect / 0.1538 - 1, rel=1e-6)
-    assert "engine-chosen" in by_id["sglang-h200-llama-3-70b-tp4-rr1-ttft"]["skipped"]
-    assert v["summary"]["evaluated"] == 1 and v["summary"]["skipped"] == 1
+    assert "request rate" in by_id["sglang-h200-llama-3-70b-tp4-rr1-ttft"]["skipped"]
+    sat = by_id["trt10-sat-h100-sxm-llama-3-8b-tp1-128-2048"]
+    hw, wl = pm.hardware.preset("h100-sxm"), pm.workloads.preset("llama-3-8b")
+    kw = dict(prompt=128.0, generate=2048.0, wbits=8.0, abits=8.0, kvbits=8.0, hard=True)
+    running = float(pm.admitted_batch(hw, wl, "continuous", **kw))
+    step = pm.evaluate(hw, wl.continuous(running, 128.0, 2048.0, wbits=8.0, abits=8.0,
+                                         kvbits=8.0), hard=True)
+    assert sat["predicted"] == pytest.approx(running / float(step.latency), rel=1e-5)
+    assert v["summary"]["evaluated"] == 2 and v["summary"]["skipped"] == 1
