@@ -112,7 +112,8 @@ def predict_row(r: dict):
         rep = serve(hw, wl, "request", prompt=P, generate=G, **kw)
     lat = float(rep.latency)
     value = {"e2e_s": lat, "tokens_per_s_per_gpu": B * G / lat / tp,
-             "output_tokens_per_s": B * G / lat, "power_w": float(rep.power)}[r["metric"]]
+             "output_tokens_per_s": B * G / lat,
+             "power_w": float(rep.power) / tp}[r["metric"]]  # serve reports the group
     return value, None
 
 

@@ -160,8 +160,9 @@ def _print_report(rep, hw, wl, ops, echo=None):
     per_device = (f"   ({d['tokens_per_s'] / devices:.4g} per device, {devices} devices)"
                   if devices > 1 else "")
     print(f"  tokens/s       {d['tokens_per_s']:.4g}{per_device}")
+    group = f", all {devices} devices" if devices > 1 else ""
     print(f"  energy         {d['energy_j']:.4g} J   ({d['energy_per_token_j']:.4g} J/token, "
-          f"{d['power_w']:.4g} W average)")
+          f"{d['power_w']:.4g} W average{group})")
     print(f"  bound          {d['bound']}")
     rows = d["breakdown"]
     request = any(r["phase"] != ops.phase for r in rows)   # prefill + decode rows

@@ -77,7 +77,10 @@ def serve(hardware: AbstractTarget, workload, phase: str = "request", *, batch=1
       (default `KV_CACHE_FRACTION`, in (0, 1]).
 
     Returns the `Report` of the whole batch (latency and energy over every wave, tokens
-    of every sequence) with ``batch`` (sequences at once) and ``waves`` set.
+    of every sequence) with ``batch`` (sequences at once) and ``waves`` set. With
+    ``tensor_parallel = N`` it is the report of the group of N devices: energy, area,
+    peak power and cost of all N (`evaluate` of the same per-device Ops gives one
+    device's), so energy per token and tokens per dollar are the group's.
     """
     if phase not in PHASES:
         raise ModelInputError(f"phase = {phase!r} is invalid; valid: {', '.join(PHASES)}.")
@@ -89,11 +92,12 @@ def serve(hardware: AbstractTarget, workload, phase: str = "request", *, batch=1
         raise ModelInputError(f"kv_fraction = {kv_fraction!r} is invalid; it must be in (0, 1].")
     build = getattr(workload, phase)
     ops = build(batch, **phase_options)
+    devices = int(phase_options.get("tensor_parallel", 1) or 1)
     capacity = hardware.serving_capacity()
     B = jnp.asarray(batch, float)
     if capacity is None:  # an offload tier, or a family with its own capacity rule
         rep = evaluate(hardware, ops, mapping, hard=hard, check=check)
-        return _with_waves(rep, B, jnp.asarray(1.0))
+        return _with_waves(_group(rep, devices), B, jnp.asarray(1.0))
     # a design whose weights do not fit (reachable by an optimizer, which skips the
     # eager check) keeps a positive, tiny KV space: many waves, a steep penalty with a
     # gradient towards more capacity
@@ -116,14 +120,14 @@ def serve(hardware: AbstractTarget, workload, phase: str = "request", *, batch=1
         else:
             run_ops = build(running, **phase_options)
         rep = evaluate(hardware, run_ops, mapping, hard=hard, check=check)
-        return _with_waves(rep, running, jnp.asarray(1.0))
+        return _with_waves(_group(rep, devices), running, jnp.asarray(1.0))
     waves = smooth_ceil(B / b_max, hard=hard)
     if not any_traced((batch, waves)) and float(waves) == 1.0:
         wave_ops = ops  # it fits: the ops already built
     else:
         wave_ops = build(B / waves, **phase_options)
     rep = evaluate(hardware, wave_ops, mapping, hard=hard, check=check)
-    return _with_waves(_times(rep, waves), B / waves, waves)
+    return _with_waves(_group(_times(rep, waves), devices), B / waves, waves)
 
 
 def admitted_batch(hardware: AbstractTarget, workload, phase: str = "request", *,
@@ -167,6 +171,24 @@ def _times(rep: Report, n) -> Report:
         energy_components=rep.energy_components, target=rep.target,
         count=None if rep.count is None else rep.count * n, phase=rep.phase,
         peak_power=rep.peak_power, cost=rep.cost)
+
+
+def _group(rep: Report, devices: int) -> Report:
+    """``rep`` of one device (tensor-parallel Ops are per device) as the report of the
+    whole group of ``devices``: energies, area, peak power and cost x devices; latency and
+    tokens (the group's) unchanged."""
+    if devices == 1:
+        return rep
+    n = float(devices)
+    scaled = lambda x: None if x is None else x * n  # noqa: E731
+    return Report(
+        latency=rep.latency, energy=rep.energy * n, tokens=rep.tokens,
+        op_time=rep.op_time, op_energy=rep.op_energy * n, time_terms=rep.time_terms,
+        energy_terms=rep.energy_terms * n, static_energy=rep.static_energy * n,
+        bound=rep.bound, area=scaled(rep.area), names=rep.names, kinds=rep.kinds,
+        components=rep.components, energy_components=rep.energy_components,
+        target=rep.target, count=rep.count, phase=rep.phase,
+        peak_power=scaled(rep.peak_power), cost=scaled(rep.cost))
 
 
 def _with_waves(rep: Report, batch, waves) -> Report:

@@ -155,3 +155,19 @@ def test_continuous_serve_caps_concurrency_at_the_kv_cache(a100, llama7b):
     assert float(small.batch) == 8.0
     # more requests in flight: more output tokens per second, up to the cap
     assert float(rep.tokens_per_s) > float(small.tokens_per_s)
+
+
+def test_tensor_parallel_report_is_the_group(a100):
+    """serve with tensor_parallel = N: latency and tokens of the group, energy, cost,
+    area and peak power of all N devices (evaluate of the per-device Ops: one device)."""
+    wl = pm.workloads.preset("llama-2-70b")
+    kw = dict(batch=8.0, context=1024.0, tensor_parallel=4)
+    rep = pm.serve(a100, wl, "decode", hard=True, **kw)
+    one = pm.evaluate(a100, wl.decode(8.0, 1024.0, tensor_parallel=4), hard=True)
+    assert float(rep.latency) == pytest.approx(float(one.latency), rel=1e-6)
+    assert float(rep.tokens) == pytest.approx(float(one.tokens))
+    for field in ("energy", "static_energy", "cost", "area", "peak_power"):
+        assert float(getattr(rep, field)) == pytest.approx(
+            4 * float(getattr(one, field)), rel=1e-6), field
+    assert float(rep.energy_per_token) == pytest.approx(4 * float(one.energy_per_token),
+                                                        rel=1e-6)
