@@ -18,16 +18,19 @@
   and exact re-scoring; `Result`;
 - `pareto_front`: a two-metric trade-off from one vmapped sweep of weights;
 - `list_spaces`/`load_problem`: the problems shipped per family (``opt/spaces/*.toml``)
-  or your own TOML; `write_spec`: the best design as a hardware spec.
+  or your own TOML; `optimize_problem`: one run per structural variant (GPU type,
+  tensor parallelism: a problem's ``[structure]``); `write_spec`: the best design as a
+  hardware spec.
 """
 
 from perfmodel.opt._objective import Constraint, Objective, mix_grid
 from perfmodel.opt._optimize import Result, optimize
 from perfmodel.opt._pareto import Front, hypervolume, non_dominated, pareto_front
-from perfmodel.opt._problems import Problem, list_spaces, load_problem, write_spec
+from perfmodel.opt._problems import (Problem, list_spaces, load_problem, optimize_problem,
+                                     write_spec)
 from perfmodel.opt._space import Choice, Dim, Integer, PowerOfTwo, Real, Space
 
 __all__ = ["Space", "Dim", "Real", "Integer", "PowerOfTwo", "Choice", "Objective",
            "Constraint", "mix_grid", "optimize", "Result", "pareto_front", "Front",
            "hypervolume", "non_dominated", "Problem", "list_spaces", "load_problem",
-           "write_spec"]
+           "write_spec", "optimize_problem"]

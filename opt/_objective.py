@@ -68,7 +68,10 @@ class Objective:
 
     **Other arguments:** ``phase`` (the builder: ``decode``, ``prefill``, ``request``,
     ``inference``), ``mix`` (knob points, e.g. `mix_grid(batch=[1, 8, 32])`; default one
-    point of the builder's defaults), ``weights`` (per point; default equal).
+    point of the builder's defaults), ``weights`` (per point; default equal),
+    ``options`` (fixed, structural keywords of the builder, e.g.
+    ``{"tensor_parallel": 4}``: they change the rows, so they cannot be moved; a
+    problem's ``[structure]`` enumerates them, `perfmodel.opt.optimize_problem`).
     """
 
     workload: object
@@ -76,6 +79,7 @@ class Objective:
     phase: str = "decode"
     mix: tuple = ({},)
     weights: tuple | None = None
+    options: dict = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         terms = self.terms
@@ -197,7 +201,7 @@ def _quantity(c, rep, workload, knobs):
     return value
 
 
-def _evaluator(objective, workload_phase, mix, metrics, derived):
+def _evaluator(objective, workload_phase, mix, metrics, derived, own_mix=False):
     """``(hw, mapping, knobs, hard) -> {quantity: [points]}`` for one builder and mix,
     the points evaluated with ``vmap`` (their knobs are arrays)."""
     from perfmodel._evaluate import evaluate
@@ -212,7 +216,10 @@ def _evaluator(objective, workload_phase, mix, metrics, derived):
 
     def run(hw, mapping, knobs, hard):
         def at_point(point):
-            kw = {**point, **knobs}
+            # a constraint's own mix (a TTFT SLO at batch 1) wins over the moving knobs;
+            # the objective's mix and its dims set different knobs
+            kw = ({**objective.options, **knobs, **point} if own_mix
+                  else {**objective.options, **point, **knobs})
             if served:
                 rep = serve(hw, objective.workload, workload_phase, mapping=mapping,
                             hard=hard, check=False, **kw)
@@ -251,7 +258,8 @@ def problem_fn(space, objective: Objective, constraints=()):
                       [c for c in shared if c.metric in DERIVED])
     separate = {id(c): _evaluator(objective, c.phase or objective.phase,
                                   c.mix or objective.mix, sorted(_needs([c])),
-                                  [c] if c.metric in DERIVED else []) for c in own}
+                                  [c] if c.metric in DERIVED else [],
+                                  own_mix=c.mix is not None) for c in own}
 
     def f(u, temperature=1.0, hard=False, term_weights=None):
         """``term_weights`` [terms] replaces the objective's weights of its metrics (a

@@ -90,6 +90,8 @@ class Result:
     steps: int
     starts: int
     points: list = dataclasses.field(default_factory=list, repr=False)
+    #: the structural variant (`optimize_problem`): ``hardware``, ``options``, ``label``
+    variant: dict | None = None
 
     @property
     def sense(self):
@@ -110,7 +112,8 @@ class Result:
                 "feasible": self.feasible,
                 "constraints": self.constraint_report,
                 "evaluations": self.evaluations, "wall_s": self.wall_s, "seed": self.seed,
-                "steps": self.steps, "starts": self.starts}
+                "steps": self.steps, "starts": self.starts,
+                **({"variant": self.variant["label"]} if self.variant else {})}
 
 
 def optimize(space, objective: Objective, constraints=(), *, starts: int = 16,
@@ -326,13 +329,20 @@ def _choose(space, objective, points, f):
 
 
 def _validate(space, objective, u):
-    """Eager check of the hardened design at every mix point (capacity, ranges)."""
+    """Eager check of the hardened design at every mix point (capacity, ranges), as the
+    objective evaluates it (an LLM phase through `perfmodel.serve`)."""
+    from perfmodel._serve import PHASES, serve
+
     hw, mapping, knobs = space.design(space.harden(jnp.asarray(u)), hard=True)
-    builder = getattr(objective.workload, objective.phase)
+    wl, phase = objective.workload, objective.phase
+    served = phase in PHASES and hasattr(wl, "kv_bytes_per_token")
     try:
         for point in objective.mix:
-            ops = builder(**{**point, **_concrete(knobs)})
-            hw.check(ops)
+            kw = {**objective.options, **point, **_concrete(knobs)}
+            if served:
+                serve(hw, wl, phase, mapping=mapping, hard=True, check=True, **kw)
+            else:
+                hw.check(getattr(wl, phase)(**kw))
     except ModelInputError as e:
         return str(e)
     return None

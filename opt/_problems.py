@@ -25,6 +25,14 @@ A problem file (docs/codesign.md)::
     "hardware.mac_lanes" = {type = "integer", low = 4, high = 64}
     "hardware.pim_clock" = {type = "real", low = 1.5e8, high = 1.2e9, scale = "log"}
     "workload.wbits" = {type = "integer", low = 4, high = 16}
+
+    [structure]                        # optional: choices that change the rows
+    hardware = ["a100-80gb", "h100-sxm"]   # presets, each a variant of the base
+    tensor_parallel = [1, 2, 4]        # fixed keywords of the workload's builder
+
+Structural choices cannot be relaxed (they change the ops table), so
+`optimize_problem` runs one optimization per combination (the product of the
+``[structure]`` lists) and keeps the best feasible one.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from perfmodel.opt._space import Space, dim_from_dict
 
 SPACE_DIR = pathlib.Path(__file__).parent / "spaces"
 _TOP = {"schema_version", "name", "title", "hardware", "workload", "objective",
-        "constraints", "dims", "notes", "sources"}
+        "constraints", "dims", "notes", "sources", "structure"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +62,9 @@ class Problem:
     name: str = ""
     title: str = ""
     preset: str = ""   # the starting hardware preset (what a written spec extends)
+    #: structural variants (``[structure]``): dicts of ``hardware`` (a preset name) and
+    #: ``options`` (builder keywords); empty: the problem as written
+    variants: tuple = ()
 
 
 def list_spaces() -> list[str]:
@@ -111,7 +122,83 @@ def load_problem(ref) -> Problem:
     name = data.get("name", path.stem)
     return Problem(space=Space(hw, dims, name=name), objective=objective,
                    constraints=constraints, name=name, title=data.get("title", ""),
-                   preset="" if href.endswith(".toml") else href)
+                   preset="" if href.endswith(".toml") else href,
+                   variants=_variants(data.get("structure"), label, href, wl,
+                                      wl_data.get("phase", "decode")))
+
+
+def _variants(structure, label, href, workload, phase) -> tuple:
+    """The product of the ``[structure]`` lists as ``{"hardware", "options", "label"}``."""
+    if not structure:
+        return ()
+    import inspect
+    import itertools
+
+    from perfmodel import hardware
+
+    if not isinstance(structure, dict) or not all(
+            isinstance(v, list) and v for v in structure.values()):
+        raise ModelInputError(f"{label}: [structure] must map names to non-empty lists.")
+    hws = [str(h) for h in structure.get("hardware", [href])]
+    for h in hws:
+        hardware.preset(h)  # an unknown preset: the error names the closest
+    params = inspect.signature(getattr(workload, phase)).parameters
+    options = {k: v for k, v in structure.items() if k != "hardware"}
+    for k in options:
+        if k not in params:
+            raise ModelInputError(
+                f"{label}: structure.{k} is not a keyword of {workload.name}.{phase}; "
+                f"valid: hardware, {', '.join(p for p in params if p != 'self')}.")
+    keys = sorted(options)
+    out = []
+    for h, combo in itertools.product(hws, itertools.product(*(options[k] for k in keys))):
+        opts = dict(zip(keys, combo))
+        tag = ", ".join([h] + [f"{k}={v}" for k, v in opts.items()])
+        out.append({"hardware": h, "options": opts, "label": tag})
+    return tuple(out)
+
+
+def optimize_problem(problem: Problem, *, progress=None, **optimize_kwargs):
+    """`optimize` a problem over its structural variants (``[structure]``): one run per
+    variant (the same starts, steps and seed each), the best feasible result overall
+    (the least violating when none is feasible). Returns ``(result, table)``: ``table``
+    has one row per variant (``label``, ``best``, ``feasible``, or ``error`` when the
+    variant cannot run, e.g. a tensor-parallel degree that does not divide the heads).
+    Without variants: ``optimize`` of the problem and a one-row table."""
+    from perfmodel import hardware
+    from perfmodel.opt._optimize import optimize
+
+    variants = problem.variants or ({"hardware": None, "options": {}, "label": problem.name},)
+    best, table = None, []
+    for i, v in enumerate(variants):
+        try:
+            space = problem.space if v["hardware"] is None else Space(
+                hardware.preset(v["hardware"]), problem.space.dims, name=problem.space.name)
+            objective = dataclasses.replace(problem.objective,
+                                            options={**problem.objective.options,
+                                                     **v["options"]})
+            r = optimize(space, objective, problem.constraints, **optimize_kwargs)
+        except ModelInputError as e:
+            table.append({"label": v["label"], "error": str(e)})
+            continue
+        r.variant = v
+        table.append({"label": v["label"], "best": r.best, "feasible": r.feasible,
+                      "wall_s": r.wall_s})
+        if best is None or _better(r, best):
+            best = r
+        if progress:
+            progress(i + 1, len(variants), v["label"])
+    if best is None:
+        raise ModelInputError(f"{problem.name}: no structural variant could run: "
+                              + "; ".join(f"{t['label']}: {t['error']}" for t in table))
+    return best, table
+
+
+def _better(a, b) -> bool:
+    """Feasible beats infeasible; then the lower exact loss."""
+    if a.feasible != b.feasible:
+        return a.feasible
+    return a.loss < b.loss
 
 
 def write_spec(result, path, *, preset: str, name: str | None = None) -> pathlib.Path:

@@ -540,7 +540,8 @@ def cmd_optimize(a):
     objective = p.objective
     if a.objective:
         objective = opt.Objective(objective.workload, a.objective, phase=objective.phase,
-                                  mix=objective.mix, weights=objective.weights)
+                                  mix=objective.mix, weights=objective.weights,
+                                  options=objective.options)
     if a.starts < 1 or (a.budget is not None and a.budget < a.starts):
         raise ModelInputError(f"--starts = {a.starts} must be >= 1 and --budget (total "
                               "gradient steps over all starts) at least --starts.")
@@ -548,16 +549,35 @@ def cmd_optimize(a):
     out = _pl.Path(a.out) if a.out else None
     if a.resume and out is None:
         raise ModelInputError("--resume needs --out DIR (where the run's state is).")
-    r = opt.optimize(p.space, objective, p.constraints, starts=a.starts, steps=steps,
-                     seed=a.seed, checkpoint=out, resume=a.resume)
+    table = None
+    if p.variants:  # structural choices: one run per variant ([structure])
+        if a.resume:
+            raise ModelInputError("--resume is not supported for a space with [structure] "
+                                  "variants; rerun it (each variant is a separate run).")
+        import dataclasses as _dc
+
+        r, table = opt.optimize_problem(_dc.replace(p, objective=objective),
+                                        starts=a.starts, steps=steps, seed=a.seed)
+        if r.variant["hardware"]:
+            p = _dc.replace(p, preset=r.variant["hardware"])
+    else:
+        r = opt.optimize(p.space, objective, p.constraints, starts=a.starts, steps=steps,
+                         seed=a.seed, checkpoint=out, resume=a.resume)
     written = None
     if out is not None and p.preset:
         written = str(write_spec(r, out / "best.toml", preset=p.preset))
         (out / "result.json").write_text(json.dumps(r.summary(), indent=2) + "\n")
     if a.json:
-        print(json.dumps({**r.summary(), "out": written, "space": p.name}, indent=2))
+        print(json.dumps({**r.summary(), "out": written, "space": p.name,
+                          **({"variants": table} if table else {})}, indent=2))
         return
     print(f"{p.name}: {objective.describe()}")
+    for row in table or []:
+        what = (f"error: {row['error']}" if "error" in row else
+                f"best {row['best']:.6g}{'' if row['feasible'] else ' (infeasible)'}")
+        print(f"  variant {row['label']:<36}{what}")
+    if table:
+        print(f"  chosen variant: {r.variant['label']}")
     print(f"  best ({'feasible' if r.feasible else 'INFEASIBLE: least violating'}, exact, "
           f"{r.starts} starts x {r.steps} steps, seed {r.seed}, {r.wall_s:.1f} s)")
     for k, v in r.values.items():

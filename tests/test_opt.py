@@ -344,3 +344,46 @@ def test_mixed_precision_dims(a100, gpt2):
     f = opt._objective.problem_fn(space, objective, [opt.Constraint("quality_loss", max=0.3)])
     loss, g = jax.jit(jax.value_and_grad(lambda u: f(u)[0]))(jnp.asarray([0.5, 0.5]))
     assert np.isfinite(float(loss)) and np.all(np.asarray(g) > 0)   # more bits: slower
+
+
+def test_structural_variants_run_one_optimization_each(tmp_path):
+    """[structure]: one run per GPU x tensor-parallel combination; a combination that
+    cannot run (3 does not divide the KV heads) is reported, not fatal; the best feasible
+    variant wins and names itself."""
+    import dataclasses
+
+    spec = tmp_path / "serve.toml"
+    spec.write_text("""schema_version = 1
+name = "serve-small"
+hardware = "a100-80gb"
+[workload]
+name = "llama-3.2-1b"
+phase = "continuous"
+mix = {prompt = [512], generate = [128]}
+[objective]
+metric = "tokens_per_dollar"
+[[constraints]]
+metric = "latency"
+max = 0.02
+[dims]
+"workload.batch" = {type = "integer", low = 1, high = 256}
+[structure]
+hardware = ["a100-80gb", "h100-sxm"]
+tensor_parallel = [1, 3]
+""")
+    p = opt.load_problem(spec)
+    assert [v["label"] for v in p.variants] == [
+        "a100-80gb, tensor_parallel=1", "a100-80gb, tensor_parallel=3",
+        "h100-sxm, tensor_parallel=1", "h100-sxm, tensor_parallel=3"]
+    r, table = opt.optimize_problem(p, starts=2, steps=6, seed=0)
+    bad = [row for row in table if "error" in row]
+    assert len(bad) == 2 and all("tensor_parallel" in row["error"] for row in bad)
+    ok = [row for row in table if "error" not in row]
+    best = max(row["best"] for row in ok if row["feasible"])
+    assert r.feasible and r.best == pytest.approx(best)
+    assert r.variant["options"] == {"tensor_parallel": 1}
+    with pytest.raises(pm.ModelInputError, match="structure.bogus"):
+        bogus = spec.read_text().replace("tensor_parallel = [1, 3]", "bogus = [1]")
+        spec.write_text(bogus)
+        opt.load_problem(spec)
+    assert dataclasses.is_dataclass(r)
