@@ -76,6 +76,17 @@ def _attention(r) -> str:
     return "fused"
 
 
+def _row_inputs(r):
+    """(hardware, workload, tensor-parallel degree, `serve` keywords: bits, degree,
+    attention kernel, exact model) of a serving row."""
+    from perfmodel import hardware, workloads
+
+    tp = int(float(r["tensor_parallel"] or 1))
+    kw = dict(wbits=_bits(r, "wbits"), abits=_bits(r, "abits"), kvbits=_bits(r, "kvbits"),
+              tensor_parallel=tp, attention=_attention(r), hard=True)
+    return hardware.preset(r["hardware"]), workloads.preset(r["workload"]), tp, kw
+
+
 def _bits(r, key):
     v = r.get(key) or ""
     return float(v) if v else 16.0
@@ -83,7 +94,7 @@ def _bits(r, key):
 
 def predict_row(r: dict):
     """The model's value of one static-batch row (exact model), or None with a reason."""
-    from perfmodel import hardware, serve, workloads
+    from perfmodel import serve
 
     if r["batching"] == "continuous-saturated" and r["metric"] in (
             "output_tokens_per_s", "tokens_per_s_per_gpu"):
@@ -92,16 +103,12 @@ def predict_row(r: dict):
         return None, "continuous serving at a request rate (arrivals and queueing are not modelled)"
     if r["metric"] not in KIND or r["metric"] == "itl_s":
         return None, f"metric {r['metric']} has no static-batch model"
-    hw = hardware.preset(r["hardware"])
-    wl = workloads.preset(r["workload"])
-    tp = int(float(r["tensor_parallel"] or 1))
+    hw, wl, tp, kw = _row_inputs(r)
     B, P, G = (float(r["batch"]), float(r["prompt"]), float(r["generate"]))
     # a static-batch benchmark (TensorRT-LLM's gptSessionBenchmark, vLLM's offline
     # batch) allocates the batch's own KV cache, not a share of free memory: the whole
     # memory after the weights (the source's batch ran)
-    kw = dict(batch=B, wbits=_bits(r, "wbits"), abits=_bits(r, "abits"),
-              kvbits=_bits(r, "kvbits"), tensor_parallel=tp, hard=True, kv_fraction=1.0,
-              attention=_attention(r))
+    kw.update(batch=B, kv_fraction=1.0)
     with warnings.catch_warnings():
         # engines run rotary models past max_position_embeddings (GPT-J at 2048 + 128)
         warnings.simplefilter("ignore", PlausibilityWarning)
@@ -126,17 +133,13 @@ def _saturated(r) -> float:
     """Output throughput of a saturated server: the steady-state continuous-batching step
     (`LLM.continuous`) at the concurrency the KV cache admits (TensorRT-LLM's default 90 %
     of the free memory, reserved per request at its full length)."""
-    from perfmodel import hardware, serve, workloads
+    from perfmodel import serve
 
-    hw = hardware.preset(r["hardware"])
-    wl = workloads.preset(r["workload"])
-    tp = int(float(r["tensor_parallel"] or 1))
+    hw, wl, tp, kw = _row_inputs(r)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlausibilityWarning)
         rep = serve(hw, wl, "continuous", batch=SATURATED_OFFER, prompt=float(r["prompt"]),
-                    generate=float(r["generate"]), wbits=_bits(r, "wbits"),
-                    abits=_bits(r, "abits"), kvbits=_bits(r, "kvbits"), tensor_parallel=tp,
-                    attention=_attention(r), hard=True)
+                    generate=float(r["generate"]), **kw)
     tps = float(rep.tokens_per_s)
     return tps / tp if r["metric"] == "tokens_per_s_per_gpu" else tps
 

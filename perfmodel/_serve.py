@@ -32,6 +32,7 @@ for a batch that fits) and gradients flow to the capacity, the batch and the bit
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -162,37 +163,34 @@ def _check_fits(hardware, workload, ops, capacity, free, per_seq):
 
 def _times(rep: Report, n) -> Report:
     """``rep`` run ``n`` times back to back: every total x n, per-instance times kept."""
-    return Report(
-        latency=rep.latency * n, energy=rep.energy * n, tokens=rep.tokens * n,
-        op_time=rep.op_time * n, op_energy=rep.op_energy * n,
-        time_terms=rep.time_terms, energy_terms=rep.energy_terms * n,
-        static_energy=rep.static_energy * n, bound=rep.bound, area=rep.area,
-        names=rep.names, kinds=rep.kinds, components=rep.components,
-        energy_components=rep.energy_components, target=rep.target,
-        count=None if rep.count is None else rep.count * n, phase=rep.phase,
-        peak_power=rep.peak_power, cost=rep.cost)
+    return _scaled(rep, runs=n)
 
 
 def _group(rep: Report, devices: int) -> Report:
     """``rep`` of one device (tensor-parallel Ops are per device) as the report of the
     whole group of ``devices``: energies, area, peak power and cost x devices; latency and
     tokens (the group's) unchanged."""
-    if devices == 1:
-        return rep
-    n = float(devices)
-    scaled = lambda x: None if x is None else x * n  # noqa: E731
+    return rep if devices == 1 else _scaled(rep, devices=float(devices))
+
+
+def _scaled(rep: Report, *, runs=1.0, devices=1.0) -> Report:
+    """``rep`` repeated ``runs`` times (time, tokens, counts and energy scale) on
+    ``devices`` devices at once (energy and the physical figures scale)."""
+    def phys(x):
+        return None if x is None else x * devices
+
+    e = runs * devices
     return Report(
-        latency=rep.latency, energy=rep.energy * n, tokens=rep.tokens,
-        op_time=rep.op_time, op_energy=rep.op_energy * n, time_terms=rep.time_terms,
-        energy_terms=rep.energy_terms * n, static_energy=rep.static_energy * n,
-        bound=rep.bound, area=scaled(rep.area), names=rep.names, kinds=rep.kinds,
-        components=rep.components, energy_components=rep.energy_components,
-        target=rep.target, count=rep.count, phase=rep.phase,
-        peak_power=scaled(rep.peak_power), cost=scaled(rep.cost))
+        latency=rep.latency * runs, energy=rep.energy * e, tokens=rep.tokens * runs,
+        op_time=rep.op_time * runs, op_energy=rep.op_energy * e,
+        time_terms=rep.time_terms, energy_terms=rep.energy_terms * e,
+        static_energy=rep.static_energy * e, bound=rep.bound, area=phys(rep.area),
+        names=rep.names, kinds=rep.kinds, components=rep.components,
+        energy_components=rep.energy_components, target=rep.target,
+        count=None if rep.count is None else rep.count * runs, phase=rep.phase,
+        peak_power=phys(rep.peak_power), cost=phys(rep.cost))
 
 
 def _with_waves(rep: Report, batch, waves) -> Report:
-    import equinox as eqx
-
     return eqx.tree_at(lambda r: (r.batch, r.waves), rep, (batch, waves),
                        is_leaf=lambda x: x is None)
